@@ -1,0 +1,339 @@
+"""One organization's books inside a write batch: the pure ledger rules, no SQL.
+
+The storage adapter loads a :class:`Book` under the organization's write lock, the operations
+below change it, and the adapter writes back exactly what changed. Every operation checks all its
+preconditions before it changes anything, so a refused operation leaves the book as it was and
+the other operations of the same batch carry on.
+
+Policies (documented in docs/ledger.md):
+- Burn-down: eligible grants (live and covering the scope and subjects) are used by priority,
+  then expiry (never-expiring last), then creation time, then id.
+- A hold keeps its earmark when its grant expires or is voided while it is pending: posting it
+  still consumes from that grant. Whatever the hold then releases back to a grant that is no
+  longer active is booked at once as breakage (expired) or forfeit (voided).
+- Overdraft: ``debit`` may go past the grants up to the organization's overdraft limit. The
+  overage is a debt per scope; the next unrestricted grant covering that scope pays it off first.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from creditgate.errors import HoldNotPending, InsufficientCredits, InvalidInput, NotFound
+from creditgate.ledger import journal
+from creditgate.ledger.credits import format_amount
+from creditgate.ledger.records import (
+    ACCOUNT_BREAKAGE,
+    ACCOUNT_FORFEIT,
+    ACCOUNT_ISSUED,
+    ACCOUNT_USAGE,
+    Entry,
+    Grant,
+    Hold,
+    JournalTransaction,
+    Org,
+    grant_account,
+    hold_account,
+    overdraft_account,
+)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSpec:
+    amount: int
+    kind: str
+    scope: str
+    priority: int
+    effective_at_us: int
+    expires_at_us: int | None
+    cost_basis: int = 0
+    currency: str = "USD"
+    allow: frozenset[str] | None = None
+    source_grant_id: str | None = None
+    rollover: str | None = None
+    metadata: str = "{}"
+
+
+class Book:
+    """Mutable working set of immutable records for one organization during one batch."""
+
+    def __init__(self, org: Org, grants: Iterable[Grant], holds: Iterable[Hold]) -> None:
+        self.org = org
+        self.grants: dict[str, Grant] = {grant.id: grant for grant in grants}
+        self.holds: dict[str, Hold] = {hold.id: hold for hold in holds}
+        self.new_grant_ids: set[str] = set()
+        self.changed_grant_ids: set[str] = set()
+        self.new_hold_ids: set[str] = set()
+        self.changed_hold_ids: set[str] = set()
+        self.transactions: list[JournalTransaction] = []
+
+    # ----------------------------------------------------------------- reading
+    def eligible(self, scope: str, subjects: tuple[str, ...], now_us: int) -> list[Grant]:
+        found = [g for g in self.grants.values()
+                 if g.free > 0 and g.is_live(now_us) and g.covers(scope, subjects)]
+        found.sort(key=Grant.burn_order_key)
+        return found
+
+    def available(self, scope: str, subjects: tuple[str, ...], now_us: int) -> int:
+        return sum(g.free for g in self.eligible(scope, subjects, now_us)) - self.org.debt(scope)
+
+    # ----------------------------------------------------------------- grants
+    def create_grant(self, spec: GrantSpec, now_us: int, *, key: str | None = None,
+                     fingerprint: str | None = None, grant_id: str | None = None) -> dict[str, Any]:
+        grant = Grant(
+            id=grant_id or new_id("grt"), org_id=self.org.id, kind=spec.kind, scope=spec.scope,
+            priority=spec.priority, effective_at_us=spec.effective_at_us,
+            expires_at_us=spec.expires_at_us, amount=spec.amount, remaining=spec.amount, held=0,
+            created_at_us=now_us, cost_basis=spec.cost_basis, currency=spec.currency,
+            allow=spec.allow, source_grant_id=spec.source_grant_id, rollover=spec.rollover,
+            metadata=spec.metadata,
+        )
+        entries = [Entry(ACCOUNT_ISSUED, -spec.amount), Entry(grant_account(grant.id), spec.amount)]
+        debt_paid = 0
+        if grant.allow is None and grant.effective_at_us <= now_us:
+            for debt_scope in ("inference", "training"):
+                if grant.scope not in ("any", debt_scope):
+                    continue
+                pay = min(self.org.debt(debt_scope), grant.remaining)
+                if pay <= 0:
+                    continue
+                grant = replace(grant, remaining=grant.remaining - pay)
+                entries += [Entry(grant_account(grant.id), -pay, grant.id),
+                            Entry(overdraft_account(debt_scope), pay, grant.id)]
+                self._change_debt(debt_scope, -pay)
+                debt_paid += pay
+        self.grants[grant.id] = grant
+        self.new_grant_ids.add(grant.id)
+        result = {"grant_id": grant.id, "amount": spec.amount, "debt_paid": debt_paid}
+        self._append("grant", now_us, grant.id, key, fingerprint, result, entries)
+        return result
+
+    def void_grant(self, grant_id: str, now_us: int, *, key: str | None = None,
+                   fingerprint: str | None = None) -> dict[str, Any]:
+        grant = self._grant(grant_id)
+        if grant.status != "active":
+            raise InvalidInput(f"grant {grant_id} is already {grant.status}", param="grant_id")
+        return self._close_grant(grant, "voided", ACCOUNT_FORFEIT, "grant_void", now_us, key, fingerprint)
+
+    def expire_grant(self, grant_id: str, now_us: int) -> dict[str, Any]:
+        grant = self._grant(grant_id)
+        assert grant.status == "active" and grant.expires_at_us is not None
+        assert grant.expires_at_us <= now_us
+        return self._close_grant(grant, "expired", ACCOUNT_BREAKAGE, "grant_expire", now_us, None, None)
+
+    def _close_grant(self, grant: Grant, status: str, account: str, kind: str, now_us: int,
+                     key: str | None, fingerprint: str | None) -> dict[str, Any]:
+        lost = grant.free
+        self._put_grant(replace(grant, status=status, remaining=grant.held))
+        entries = []
+        if lost:
+            entries = [Entry(grant_account(grant.id), -lost, grant.id), Entry(account, lost, grant.id)]
+        result = {"grant_id": grant.id, "lost": lost, "cost_basis_lost": self.cost_basis_of(grant, lost),
+                  "still_held": grant.held}
+        self._append(kind, now_us, grant.id, key, fingerprint, result, entries)
+        return result
+
+    @staticmethod
+    def cost_basis_of(grant: Grant, credits: int) -> int:
+        """The money behind ``credits`` of a grant, pro rata, rounded by the one rounding rule."""
+        from creditgate.ledger.credits import divide_round_half_up
+
+        return divide_round_half_up(grant.cost_basis * credits, grant.amount)
+
+    # ----------------------------------------------------------------- holds
+    def reserve(self, amount: int, scope: str, ttl_us: int, now_us: int, *,
+                subjects: tuple[str, ...] = (), model: str | None = None, metadata: str = "{}",
+                key: str | None = None, fingerprint: str | None = None,
+                hold_id: str | None = None) -> dict[str, Any]:
+        assert amount > 0 and ttl_us > 0
+        eligible = self.eligible(scope, subjects, now_us)
+        available = sum(g.free for g in eligible) - self.org.debt(scope)
+        if available < amount:
+            raise self._insufficient(available, amount)
+        hold_id = hold_id or new_id("hld")
+        legs: list[tuple[str, int]] = []
+        entries: list[Entry] = []
+        needed = amount
+        for grant in eligible:
+            take = min(grant.free, needed)
+            legs.append((grant.id, take))
+            entries += [Entry(grant_account(grant.id), -take, grant.id),
+                        Entry(hold_account(hold_id), take, grant.id)]
+            self._put_grant(replace(grant, held=grant.held + take))
+            needed -= take
+            if needed == 0:
+                break
+        hold = Hold(id=hold_id, org_id=self.org.id, amount=amount, scope=scope, status="pending",
+                    created_at_us=now_us, expires_at_us=now_us + ttl_us, legs=tuple(legs),
+                    model=model, metadata=metadata)
+        self.holds[hold_id] = hold
+        self.new_hold_ids.add(hold_id)
+        result = {"hold_id": hold_id, "amount": amount, "expires_at_us": hold.expires_at_us,
+                  "legs": [list(leg) for leg in legs]}
+        self._append("hold_reserve", now_us, hold_id, key, fingerprint, result, entries)
+        return result
+
+    def post(self, hold_id: str, actual: int, now_us: int, *, key: str | None = None,
+             fingerprint: str | None = None) -> dict[str, Any]:
+        hold = self._pending_hold(hold_id, now_us)
+        if actual < 0 or actual > hold.amount:
+            raise InvalidInput(
+                f"actual {format_amount(actual)} must be between 0 and the held "
+                f"{format_amount(hold.amount)}", param="actual")
+        return self._resolve(hold, actual, "posted", "hold_post", now_us, key, fingerprint)
+
+    def void(self, hold_id: str, now_us: int, *, key: str | None = None,
+             fingerprint: str | None = None) -> dict[str, Any]:
+        hold = self._pending_hold(hold_id, now_us)
+        return self._resolve(hold, 0, "voided", "hold_void", now_us, key, fingerprint)
+
+    def expire_hold(self, hold_id: str, now_us: int) -> dict[str, Any]:
+        hold = self.holds[hold_id]
+        assert hold.status == "pending" and hold.expires_at_us <= now_us
+        return self._resolve(hold, 0, "expired", "hold_expire", now_us, None, None)
+
+    def _pending_hold(self, hold_id: str, now_us: int) -> Hold:
+        hold = self.holds.get(hold_id)
+        if hold is None or hold.org_id != self.org.id:
+            raise NotFound(f"hold {hold_id} not found", param="hold_id")
+        if hold.status == "pending" and hold.expires_at_us <= now_us:
+            # Lazily expire: the caller learns the truth and the credits come back now.
+            self.expire_hold(hold_id, now_us)
+            hold = self.holds[hold_id]
+        if hold.status != "pending":
+            raise HoldNotPending(f"hold {hold_id} is already {hold.status}", param="hold_id",
+                                 hold_status=hold.status)
+        return hold
+
+    def _resolve(self, hold: Hold, actual: int, status: str, kind: str, now_us: int,
+                 key: str | None, fingerprint: str | None) -> dict[str, Any]:
+        entries: list[Entry] = []
+        paid: list[list[Any]] = []
+        to_consume = actual
+        released_total = 0
+        for grant_id, leg_amount in hold.legs:
+            grant = self.grants[grant_id]
+            consume = min(leg_amount, to_consume)
+            release = leg_amount - consume
+            to_consume -= consume
+            if consume:
+                entries += [Entry(hold_account(hold.id), -consume, grant_id),
+                            Entry(ACCOUNT_USAGE, consume, grant_id)]
+                paid.append([grant_id, consume])
+            remaining = grant.remaining - consume
+            if release:
+                released_total += release
+                if grant.status == "active":
+                    entries += [Entry(hold_account(hold.id), -release, grant_id),
+                                Entry(grant_account(grant_id), release, grant_id)]
+                else:
+                    # The grant expired or was voided while the hold was pending.
+                    lost_to = ACCOUNT_BREAKAGE if grant.status == "expired" else ACCOUNT_FORFEIT
+                    entries += [Entry(hold_account(hold.id), -release, grant_id),
+                                Entry(lost_to, release, grant_id)]
+                    remaining -= release
+            self._put_grant(replace(grant, remaining=remaining, held=grant.held - leg_amount))
+        assert to_consume == 0
+        self.holds[hold.id] = replace(hold, status=status, posted=actual, resolved_at_us=now_us)
+        self.changed_hold_ids.add(hold.id)
+        result = {"hold_id": hold.id, "status": status, "posted": actual,
+                  "released": released_total, "paid": paid}
+        self._append(kind, now_us, hold.id, key, fingerprint, result, entries)
+        return result
+
+    # ----------------------------------------------------------------- debits
+    def debit(self, amount: int, scope: str, now_us: int, *, subjects: tuple[str, ...] = (),
+              ref: str | None = None, key: str | None = None,
+              fingerprint: str | None = None) -> dict[str, Any]:
+        assert amount > 0
+        eligible = self.eligible(scope, subjects, now_us)
+        covered = min(amount, sum(g.free for g in eligible))
+        overage = amount - covered
+        headroom = self.org.overdraft_limit - self.org.debt_total
+        if overage > headroom:
+            available = covered - self.org.debt(scope)
+            raise self._insufficient(available, amount, overdraft_headroom=format_amount(headroom))
+        entries: list[Entry] = []
+        paid: list[list[Any]] = []
+        needed = covered
+        for grant in eligible:
+            if needed == 0:
+                break
+            take = min(grant.free, needed)
+            entries += [Entry(grant_account(grant.id), -take, grant.id),
+                        Entry(ACCOUNT_USAGE, take, grant.id)]
+            paid.append([grant.id, take])
+            self._put_grant(replace(grant, remaining=grant.remaining - take))
+            needed -= take
+        if overage:
+            entries += [Entry(overdraft_account(scope), -overage), Entry(ACCOUNT_USAGE, overage)]
+            self._change_debt(scope, overage)
+        result = {"debited": amount, "overage": overage, "paid": paid}
+        self._append("debit", now_us, ref, key, fingerprint, result, entries)
+        return result
+
+    # ----------------------------------------------------------------- time
+    def expire_due_holds(self, now_us: int) -> int:
+        """Expire every loaded pending hold past its ttl, so that its credits come back."""
+        count = 0
+        for hold in list(self.holds.values()):
+            if hold.status == "pending" and hold.expires_at_us <= now_us:
+                self.expire_hold(hold.id, now_us)
+                count += 1
+        return count
+
+    def expire_due(self, now_us: int) -> int:
+        """Expire every pending hold past its ttl and every grant past its expiry; count them."""
+        count = self.expire_due_holds(now_us)
+        for grant in list(self.grants.values()):
+            if (grant.status == "active" and grant.expires_at_us is not None
+                    and grant.expires_at_us <= now_us):
+                self.expire_grant(grant.id, now_us)
+                count += 1
+        return count
+
+    # ----------------------------------------------------------------- internals
+    def _grant(self, grant_id: str) -> Grant:
+        grant = self.grants.get(grant_id)
+        if grant is None or grant.org_id != self.org.id:
+            raise NotFound(f"grant {grant_id} not found", param="grant_id")
+        return grant
+
+    def _put_grant(self, grant: Grant) -> None:
+        self.grants[grant.id] = grant
+        if grant.id not in self.new_grant_ids:
+            self.changed_grant_ids.add(grant.id)
+
+    def _change_debt(self, scope: str, delta: int) -> None:
+        if scope == "training":
+            self.org = replace(self.org, debt_training=self.org.debt_training + delta)
+        else:
+            self.org = replace(self.org, debt_inference=self.org.debt_inference + delta)
+
+    def _insufficient(self, available: int, required: int, **details: Any) -> InsufficientCredits:
+        shown = max(available, 0)
+        return InsufficientCredits(
+            f"insufficient credits: {format_amount(shown)} available, {format_amount(required)} required",
+            available=format_amount(shown), required=format_amount(required), **details)
+
+    def _append(self, kind: str, now_us: int, ref: str | None, key: str | None,
+                fingerprint: str | None, result: dict[str, Any], entries: list[Entry]) -> None:
+        assert sum(entry.amount for entry in entries) == 0, entries
+        seq = self.org.chain_seq + 1
+        result_text = journal.canonical_json(result).decode()
+        digest = journal.transaction_hash(
+            prev_hash=self.org.chain_head, org_id=self.org.id, seq=seq, kind=kind, at_us=now_us,
+            ref=ref, idempotency_key=key, fingerprint=fingerprint, result=result_text,
+            entries=entries)
+        self.transactions.append(JournalTransaction(
+            org_id=self.org.id, seq=seq, kind=kind, at_us=now_us, ref=ref, idempotency_key=key,
+            fingerprint=fingerprint, result=result_text, prev_hash=self.org.chain_head,
+            hash=digest, entries=tuple(entries)))
+        self.org = replace(self.org, chain_seq=seq, chain_head=digest)

@@ -1,0 +1,166 @@
+"""A single writer per process that commits ledger operations in groups.
+
+Callers hand operations to a queue; one thread takes everything waiting (up to a limit), applies
+it in order inside one database transaction, commits, and only then answers each caller. Each
+caller is acknowledged after its write is durable, and one commit pays for many operations, as in
+TigerBeetle's group commit. Between processes the database's own lock (SQLite's write lock,
+PostgreSQL row locks on the organizations touched) serializes batches, and every batch re-reads
+the state it decides on, so several processes keep the same guarantees as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Final
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from creditgate.clock import Clock
+from creditgate.errors import CreditgateError, IdempotencyConflict, NotFound
+from creditgate.ledger import journal
+from creditgate.ledger.operations import Operation
+from creditgate.storage import ledger_store
+from creditgate.storage.database import Database
+
+BATCH_OPERATIONS_MAX: Final = 1024
+BATCH_RETRIES_MAX: Final = 20
+RETRY_BACKOFF_S: Final = 0.005
+
+log = logging.getLogger(__name__)
+_STOP: Final = object()
+
+
+class GroupCommitWriter:
+    def __init__(self, database: Database, clock: Clock, *, batch_max: int = BATCH_OPERATIONS_MAX) -> None:
+        assert 1 <= batch_max <= BATCH_OPERATIONS_MAX
+        self._database = database
+        self._clock = clock
+        self._batch_max = batch_max
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="creditgate-ledger-writer", daemon=True)
+        self._started = False
+        self._start_lock = threading.Lock()
+        self.batches = 0
+        self.operations = 0
+
+    def submit(self, operation: Operation) -> Future[dict[str, Any]]:
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._thread.start()
+                    self._started = True
+        future: Future[dict[str, Any]] = Future()
+        self._queue.put((operation, future))
+        return future
+
+    def close(self) -> None:
+        if self._started:
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[tuple[Operation, Future[dict[str, Any]]]]) -> None:
+        operations = [operation for operation, _ in batch]
+        outcomes: list[Any] = []
+        for attempt in range(BATCH_RETRIES_MAX):
+            try:
+                with self._database.write() as connection:
+                    outcomes = apply_batch(connection, operations, self._clock.now_us(),
+                                           lock=not self._database.is_sqlite)
+                break
+            except (OperationalError, DBAPIError) as error:
+                if attempt + 1 == BATCH_RETRIES_MAX or not _retryable(error):
+                    outcomes = [error] * len(batch)
+                    break
+                time.sleep(RETRY_BACKOFF_S * (attempt + 1))
+            except BaseException as error:  # a bug: fail loudly to every caller
+                log.exception("ledger batch failed")
+                outcomes = [error] * len(batch)
+                break
+        self.batches += 1
+        self.operations += len(batch)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+
+def _retryable(error: DBAPIError) -> bool:
+    text = str(error.orig).lower() if error.orig is not None else str(error).lower()
+    return any(word in text for word in ("locked", "deadlock", "could not serialize", "lock timeout",
+                                         "busy", "serialization"))
+
+
+def apply_batch(connection: Any, operations: list[Operation], now_us: int, *, lock: bool) -> list[Any]:
+    """Apply operations in order against freshly loaded books; return a result or error for each."""
+    keys = {(op.org_id, op.idempotency_key) for op in operations if op.idempotency_key}
+    replays = ledger_store.find_replays(connection, keys)
+    hold_ids = [hold_id for op in operations for hold_id in op.hold_ids()]
+    grant_ids = [grant_id for op in operations for grant_id in op.grant_ids()]
+    books = ledger_store.load_books(connection, {op.org_id for op in operations}, hold_ids=hold_ids,
+                                    grant_ids=grant_ids, now_us=now_us, lock=lock)
+    for book in books.values():
+        book.expire_due_holds(now_us)
+    seen: dict[tuple[str, str], tuple[str, str, Any]] = {}
+    outcomes: list[Any] = []
+    for op in operations:
+        book = books.get(op.org_id)
+        if book is None:
+            outcomes.append(NotFound(f"organization {op.org_id} not found", param="org_id"))
+            continue
+        fingerprint = journal.fingerprint(op.kind, op.params()) if op.idempotency_key else None
+        if op.idempotency_key:
+            pair = (op.org_id, op.idempotency_key)
+            earlier = seen.get(pair)
+            if earlier is None and pair in replays:
+                row = replays[pair]
+                earlier = (row.kind, row.fingerprint, _loads(row.result))
+            if earlier is not None:
+                kind, earlier_fingerprint, result = earlier
+                if (kind, earlier_fingerprint) != (op.kind, fingerprint):
+                    outcomes.append(IdempotencyConflict(
+                        f"idempotency key {op.idempotency_key!r} was already used with different inputs",
+                        param="idempotency_key"))
+                else:
+                    outcomes.append({**result, "replayed": True})
+                continue
+        try:
+            result = op.apply(book, now_us, fingerprint)
+        except CreditgateError as error:
+            outcomes.append(error)
+            continue
+        if op.idempotency_key:
+            seen[(op.org_id, op.idempotency_key)] = (op.kind, fingerprint or "", result)
+        outcomes.append(result)
+    ledger_store.save_books(connection, books.values())
+    return outcomes
+
+
+def _loads(text: str) -> Any:
+    import orjson
+
+    return orjson.loads(text)

@@ -1,0 +1,150 @@
+"""Ledger write operations as values, so that a group-commit writer can batch them.
+
+Each operation names the organization it touches, the records it needs loaded, its inputs for
+the idempotency fingerprint, and how it changes a :class:`Book`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from creditgate.ledger.book import Book, GrantSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    kind: ClassVar[str] = ""
+    org_id: str
+    idempotency_key: str | None
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def hold_ids(self) -> tuple[str, ...]:
+        return ()
+
+    def grant_ids(self) -> tuple[str, ...]:
+        return ()
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGrant(Operation):
+    kind: ClassVar[str] = "grant"
+    spec: GrantSpec = field(default=None)  # type: ignore[assignment]
+
+    def params(self) -> dict[str, Any]:
+        spec = self.spec
+        return {"amount": spec.amount, "kind": spec.kind, "scope": spec.scope,
+                "priority": spec.priority, "effective_at_us": spec.effective_at_us,
+                "expires_at_us": spec.expires_at_us, "cost_basis": spec.cost_basis,
+                "currency": spec.currency,
+                "allow": sorted(spec.allow) if spec.allow is not None else None,
+                "source_grant_id": spec.source_grant_id, "rollover": spec.rollover,
+                "metadata": spec.metadata}
+
+    def grant_ids(self) -> tuple[str, ...]:
+        return (self.spec.source_grant_id,) if self.spec.source_grant_id else ()
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.create_grant(self.spec, now_us, key=self.idempotency_key, fingerprint=fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class VoidGrant(Operation):
+    kind: ClassVar[str] = "grant_void"
+    grant_id: str = ""
+
+    def params(self) -> dict[str, Any]:
+        return {"grant_id": self.grant_id}
+
+    def grant_ids(self) -> tuple[str, ...]:
+        return (self.grant_id,)
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.void_grant(self.grant_id, now_us, key=self.idempotency_key, fingerprint=fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve(Operation):
+    kind: ClassVar[str] = "hold_reserve"
+    amount: int = 0
+    scope: str = "inference"
+    ttl_us: int = 0
+    subjects: tuple[str, ...] = ()
+    model: str | None = None
+    metadata: str = "{}"
+
+    def params(self) -> dict[str, Any]:
+        return {"amount": self.amount, "scope": self.scope, "ttl_us": self.ttl_us,
+                "subjects": list(self.subjects), "model": self.model, "metadata": self.metadata}
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.reserve(self.amount, self.scope, self.ttl_us, now_us, subjects=self.subjects,
+                            model=self.model, metadata=self.metadata, key=self.idempotency_key,
+                            fingerprint=fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class Post(Operation):
+    kind: ClassVar[str] = "hold_post"
+    hold_id: str = ""
+    actual: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {"hold_id": self.hold_id, "actual": self.actual}
+
+    def hold_ids(self) -> tuple[str, ...]:
+        return (self.hold_id,)
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.post(self.hold_id, self.actual, now_us, key=self.idempotency_key,
+                         fingerprint=fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class Void(Operation):
+    kind: ClassVar[str] = "hold_void"
+    hold_id: str = ""
+
+    def params(self) -> dict[str, Any]:
+        return {"hold_id": self.hold_id}
+
+    def hold_ids(self) -> tuple[str, ...]:
+        return (self.hold_id,)
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.void(self.hold_id, now_us, key=self.idempotency_key, fingerprint=fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class Debit(Operation):
+    kind: ClassVar[str] = "debit"
+    amount: int = 0
+    scope: str = "inference"
+    subjects: tuple[str, ...] = ()
+    ref: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"amount": self.amount, "scope": self.scope, "subjects": list(self.subjects),
+                "ref": self.ref}
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.debit(self.amount, self.scope, now_us, subjects=self.subjects, ref=self.ref,
+                          key=self.idempotency_key, fingerprint=fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireDue(Operation):
+    """Expire what is due in one organization. Not idempotency-keyed: it is naturally idempotent."""
+
+    kind: ClassVar[str] = "expire_due"
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return {"expired": book.expire_due(now_us)}

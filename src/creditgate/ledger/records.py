@@ -1,0 +1,136 @@
+"""Immutable ledger records. A change is a new record made with ``dataclasses.replace``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+GrantKind = Literal["purchase", "trial", "promotional", "rollover", "adjustment", "recurring"]
+Scope = Literal["inference", "training", "any"]
+UsageScope = Literal["inference", "training"]
+GrantStatus = Literal["active", "voided", "expired"]
+HoldStatus = Literal["pending", "posted", "voided", "expired"]
+
+GRANT_KINDS: Final = ("purchase", "trial", "promotional", "rollover", "adjustment", "recurring")
+GRANT_SCOPES: Final = ("inference", "training", "any")
+USAGE_SCOPES: Final = ("inference", "training")
+
+# Accounts of the double-entry journal. Per-grant and per-hold accounts carry the id.
+ACCOUNT_ISSUED: Final = "issued"
+ACCOUNT_USAGE: Final = "usage"
+ACCOUNT_BREAKAGE: Final = "breakage"
+ACCOUNT_FORFEIT: Final = "forfeit"
+GENESIS_HASH: Final = "0" * 64
+
+
+def grant_account(grant_id: str) -> str:
+    return f"grant:{grant_id}"
+
+
+def hold_account(hold_id: str) -> str:
+    return f"hold:{hold_id}"
+
+
+def overdraft_account(scope: str) -> str:
+    return f"overdraft:{scope}"
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    id: str
+    name: str
+    created_at_us: int
+    overdraft_limit: int = 0
+    debt_inference: int = 0
+    debt_training: int = 0
+    chain_seq: int = 0
+    chain_head: str = GENESIS_HASH
+
+    def debt(self, scope: str) -> int:
+        return self.debt_training if scope == "training" else self.debt_inference
+
+    @property
+    def debt_total(self) -> int:
+        return self.debt_inference + self.debt_training
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    id: str
+    org_id: str
+    kind: str
+    scope: str
+    priority: int
+    effective_at_us: int
+    expires_at_us: int | None
+    amount: int
+    remaining: int
+    held: int
+    created_at_us: int
+    cost_basis: int = 0
+    currency: str = "USD"
+    status: str = "active"
+    allow: frozenset[str] | None = None
+    source_grant_id: str | None = None
+    rollover: str | None = None
+    metadata: str = "{}"
+
+    @property
+    def free(self) -> int:
+        """Credits neither consumed nor earmarked by a pending hold."""
+        return self.remaining - self.held
+
+    def is_live(self, now_us: int) -> bool:
+        return (self.status == "active" and self.effective_at_us <= now_us
+                and (self.expires_at_us is None or now_us < self.expires_at_us))
+
+    def covers(self, scope: str, subjects: tuple[str, ...]) -> bool:
+        """Whether this grant may pay for usage of ``scope`` touching ``subjects`` (model, meters)."""
+        if self.scope != "any" and self.scope != scope:
+            return False
+        if self.allow is None:
+            return True
+        return bool(subjects) and all(subject in self.allow for subject in subjects)
+
+    def burn_order_key(self) -> tuple[int, int, int, int, str]:
+        """Documented burn-down order: priority, expiry (never-expiring last), creation, id."""
+        never = 1 if self.expires_at_us is None else 0
+        return (self.priority, never, self.expires_at_us or 0, self.created_at_us, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    id: str
+    org_id: str
+    amount: int
+    scope: str
+    status: str
+    created_at_us: int
+    expires_at_us: int
+    legs: tuple[tuple[str, int], ...]
+    model: str | None = None
+    posted: int = 0
+    resolved_at_us: int | None = None
+    metadata: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    account: str
+    amount: int
+    grant_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalTransaction:
+    org_id: str
+    seq: int
+    kind: str
+    at_us: int
+    ref: str | None
+    idempotency_key: str | None
+    fingerprint: str | None
+    result: str
+    prev_hash: str
+    hash: str
+    entries: tuple[Entry, ...] = field(default=())

@@ -1,0 +1,135 @@
+"""Opening a database from a URL: SQLite (embedded default) or PostgreSQL (psycopg 3).
+
+SQLite runs in WAL mode with a busy timeout so that several processes can share one file; every
+write transaction starts with ``BEGIN IMMEDIATE`` so that the write lock is taken before any read
+that a decision depends on (no lost updates between processes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+DEFAULT_SQLITE_PATH: Final = "creditgate.db"
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+POSTGRES_POOL_SIZE: Final = 8
+POSTGRES_CONNECT_TIMEOUT_S: Final = 10
+POSTGRES_LOCK_TIMEOUT_MS: Final = 30_000
+
+
+def database_url_from_env(explicit: str | None = None) -> str:
+    if explicit:
+        return normalize_url(explicit)
+    env = os.environ.get("CREDITGATE_DATABASE_URL")
+    if env:
+        return normalize_url(env)
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and route them to psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class Database:
+    """An engine plus the two kinds of transaction the rest of the code asks for."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            self.engine = _sqlite_engine(self.url)
+        elif self.dialect == "postgresql":
+            self.engine = create_engine(
+                self.url,
+                pool_size=POSTGRES_POOL_SIZE,
+                max_overflow=POSTGRES_POOL_SIZE,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+                              "options": f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT_MS}"},
+            )
+        else:
+            raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction. On SQLite it holds the file's write lock from its first statement."""
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            with connection.begin() if not self.is_sqlite else _nullcontext():
+                try:
+                    yield connection
+                except BaseException:
+                    if self.is_sqlite:
+                        connection.exec_driver_sql("ROLLBACK")
+                    raise
+                if self.is_sqlite:
+                    connection.exec_driver_sql("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only snapshot: every statement inside sees the same committed state."""
+        with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection.exec_driver_sql("BEGIN")
+            else:
+                connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            try:
+                yield connection
+            finally:
+                if self.is_sqlite:
+                    connection.exec_driver_sql("ROLLBACK")
+                else:
+                    connection.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield None
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        # A pool keeps connections (and SQLite's page cache) open between transactions; each
+        # connection is used by one thread at a time.
+        pool_size=8,
+        max_overflow=16,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                      "isolation_level": None},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives any process crash (SIGKILL) without losing a commit; only
+        # an operating-system crash or power loss can drop the last transactions.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
