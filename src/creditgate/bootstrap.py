@@ -34,4 +34,9 @@ def bootstrap(database_url: str | None = None, *, clock: Clock | None = None,
     if migrate:
         upgrade(database)
     clock = clock or SystemClock()
-    return Services(database=database, clock=clock, ledger=Ledger(database, clock))
+    services = Services(database=database, clock=clock, ledger=Ledger(database, clock))
+    from creditgate.billing.service import Billing
+
+    # Billing (cycles, close, statements, top-ups, training); its scheduler is started by serve.
+    services.extras["billing"] = Billing(database, services.ledger, clock)
+    return services

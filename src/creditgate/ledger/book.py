@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from creditgate.errors import HoldNotPending, InsufficientCredits, InvalidInput, NotFound
 from creditgate.ledger import journal
@@ -39,6 +39,10 @@ from creditgate.ledger.records import (
     hold_account,
     overdraft_account,
 )
+
+# Clearing account for credits moving from an expiring grant to its rollover grant (see
+# ``Book.rollover_out``); each billing close leaves it at zero once the rollover grants exist.
+ACCOUNT_ROLLOVER: Final = "rollover"
 
 
 def new_id(prefix: str) -> str:
@@ -86,7 +90,8 @@ class Book:
 
     # ----------------------------------------------------------------- grants
     def create_grant(self, spec: GrantSpec, now_us: int, *, key: str | None = None,
-                     fingerprint: str | None = None, grant_id: str | None = None) -> dict[str, Any]:
+                     fingerprint: str | None = None, grant_id: str | None = None,
+                     from_account: str = ACCOUNT_ISSUED) -> dict[str, Any]:
         grant = Grant(
             id=grant_id or new_id("grt"), org_id=self.org.id, kind=spec.kind, scope=spec.scope,
             priority=spec.priority, effective_at_us=spec.effective_at_us,
@@ -95,7 +100,7 @@ class Book:
             allow=spec.allow, source_grant_id=spec.source_grant_id, rollover=spec.rollover,
             metadata=spec.metadata,
         )
-        entries = [Entry(ACCOUNT_ISSUED, -spec.amount), Entry(grant_account(grant.id), spec.amount)]
+        entries = [Entry(from_account, -spec.amount), Entry(grant_account(grant.id), spec.amount)]
         debt_paid = 0
         if grant.allow is None and grant.effective_at_us <= now_us:
             for debt_scope in ("inference", "training"):
@@ -104,14 +109,15 @@ class Book:
                 pay = min(self.org.debt(debt_scope), grant.remaining)
                 if pay <= 0:
                     continue
-                grant = replace(grant, remaining=grant.remaining - pay)
+                grant = grant._replace(remaining=grant.remaining - pay)
                 entries += [Entry(grant_account(grant.id), -pay, grant.id),
                             Entry(overdraft_account(debt_scope), pay, grant.id)]
                 self._change_debt(debt_scope, -pay)
                 debt_paid += pay
         self.grants[grant.id] = grant
         self.new_grant_ids.add(grant.id)
-        result = {"grant_id": grant.id, "amount": spec.amount, "debt_paid": debt_paid}
+        result = {"grant_id": grant.id, "amount": spec.amount, "debt_paid": debt_paid,
+                  "terms": journal.grant_terms(grant)}
         self._append("grant", now_us, grant.id, key, fingerprint, result, entries)
         return result
 
@@ -131,13 +137,49 @@ class Book:
     def _close_grant(self, grant: Grant, status: str, account: str, kind: str, now_us: int,
                      key: str | None, fingerprint: str | None) -> dict[str, Any]:
         lost = grant.free
-        self._put_grant(replace(grant, status=status, remaining=grant.held))
+        self._put_grant(grant._replace(status=status, remaining=grant.held))
         entries = []
         if lost:
             entries = [Entry(grant_account(grant.id), -lost, grant.id), Entry(account, lost, grant.id)]
         result = {"grant_id": grant.id, "lost": lost, "cost_basis_lost": self.cost_basis_of(grant, lost),
                   "still_held": grant.held}
         self._append(kind, now_us, grant.id, key, fingerprint, result, entries)
+        return result
+
+    def rollover_out(self, grant_id: str, rolled: int, now_us: int, *,
+                     recovered_from_breakage: bool = False) -> dict[str, Any]:
+        """Close a grant at its expiry, moving ``rolled`` of its free credits to the ``rollover``
+        clearing account and booking the rest as breakage, in one journal transaction.
+
+        The billing close then creates the ``rollover`` grant from that account with
+        :meth:`create_grant` (``from_account=ACCOUNT_ROLLOVER``), so the clearing account
+        returns to zero and every credit stays traceable. A grant that something else already
+        expired (``recovered_from_breakage``) gets its rolled part back out of breakage instead.
+        """
+        grant = self._grant(grant_id)
+        assert rolled > 0 and grant.expires_at_us is not None and grant.expires_at_us <= now_us
+        if recovered_from_breakage:
+            assert grant.status == "expired"
+            source, lost = ACCOUNT_BREAKAGE, 0
+        else:
+            assert grant.status == "active" and rolled <= grant.free
+            source, lost = grant_account(grant.id), grant.free - rolled
+            self._put_grant(grant._replace(status="expired", remaining=grant.held))
+        entries = [Entry(source, -rolled, grant.id), Entry(ACCOUNT_ROLLOVER, rolled, grant.id)]
+        if lost:
+            entries += [Entry(grant_account(grant.id), -lost, grant.id),
+                        Entry(ACCOUNT_BREAKAGE, lost, grant.id)]
+        result = {"grant_id": grant.id, "rolled": rolled, "lost": lost,
+                  "cost_basis_rolled": self.cost_basis_of(grant, rolled),
+                  "cost_basis_lost": self.cost_basis_of(grant, lost), "still_held": grant.held,
+                  "recovered_from_breakage": recovered_from_breakage}
+        self._append("grant_rollover", now_us, grant.id, None, None, result, entries)
+        return result
+
+    def note(self, kind: str, now_us: int, result: dict[str, Any], *, ref: str | None = None,
+             key: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
+        """Append a transaction without entries: a marker in the hash chain (a period close)."""
+        self._append(kind, now_us, ref, key, fingerprint, result, [])
         return result
 
     @staticmethod
@@ -166,7 +208,7 @@ class Book:
             legs.append((grant.id, take))
             entries += [Entry(grant_account(grant.id), -take, grant.id),
                         Entry(hold_account(hold_id), take, grant.id)]
-            self._put_grant(replace(grant, held=grant.held + take))
+            self._put_grant(grant._replace(held=grant.held + take))
             needed -= take
             if needed == 0:
                 break
@@ -239,9 +281,9 @@ class Book:
                     entries += [Entry(hold_account(hold.id), -release, grant_id),
                                 Entry(lost_to, release, grant_id)]
                     remaining -= release
-            self._put_grant(replace(grant, remaining=remaining, held=grant.held - leg_amount))
+            self._put_grant(grant._replace(remaining=remaining, held=grant.held - leg_amount))
         assert to_consume == 0
-        self.holds[hold.id] = replace(hold, status=status, posted=actual, resolved_at_us=now_us)
+        self.holds[hold.id] = hold._replace(status=status, posted=actual, resolved_at_us=now_us)
         self.changed_hold_ids.add(hold.id)
         result = {"hold_id": hold.id, "status": status, "posted": actual,
                   "released": released_total, "paid": paid}
@@ -270,7 +312,7 @@ class Book:
             entries += [Entry(grant_account(grant.id), -take, grant.id),
                         Entry(ACCOUNT_USAGE, take, grant.id)]
             paid.append([grant.id, take])
-            self._put_grant(replace(grant, remaining=grant.remaining - take))
+            self._put_grant(grant._replace(remaining=grant.remaining - take))
             needed -= take
         if overage:
             entries += [Entry(overdraft_account(scope), -overage), Entry(ACCOUNT_USAGE, overage)]
@@ -313,9 +355,9 @@ class Book:
 
     def _change_debt(self, scope: str, delta: int) -> None:
         if scope == "training":
-            self.org = replace(self.org, debt_training=self.org.debt_training + delta)
+            self.org = self.org._replace(debt_training=self.org.debt_training + delta)
         else:
-            self.org = replace(self.org, debt_inference=self.org.debt_inference + delta)
+            self.org = self.org._replace(debt_inference=self.org.debt_inference + delta)
 
     def _insufficient(self, available: int, required: int, **details: Any) -> InsufficientCredits:
         shown = max(available, 0)
@@ -336,4 +378,4 @@ class Book:
             org_id=self.org.id, seq=seq, kind=kind, at_us=now_us, ref=ref, idempotency_key=key,
             fingerprint=fingerprint, result=result_text, prev_hash=self.org.chain_head,
             hash=digest, entries=tuple(entries)))
-        self.org = replace(self.org, chain_seq=seq, chain_head=digest)
+        self.org = self.org._replace(chain_seq=seq, chain_head=digest)

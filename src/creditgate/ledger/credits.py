@@ -23,7 +23,13 @@ DECIMALS_MAX: Final = 6
 UNITS_MAX: Final = 10**12
 MICROS_MAX: Final = UNITS_MAX * MICROS_PER_UNIT
 
-_DECIMAL_PATTERN: Final = re.compile(r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<fraction>\d+))?$")
+# ASCII digits only: ``\d`` alone would also accept other scripts' digits ("١٢" is 12 to int()).
+_DECIMAL_PATTERN: Final = re.compile(r"^(?P<sign>[-+]?)(?P<whole>\d+)(?:\.(?P<fraction>\d+))?$", re.ASCII)
+# Whole parts longer than this are above UNITS_MAX; checking the length first also keeps int()
+# away from strings beyond Python's 4300-digit conversion limit (a plain ValueError).
+_WHOLE_DIGITS_MAX: Final = len(str(UNITS_MAX))
+# Echo at most this much of a rejected input in an error message (one readable line).
+_SHOWN_CHARS_MAX: Final = 40
 
 
 class AmountError(ValueError):
@@ -44,23 +50,32 @@ def parse_amount(text: str | int, *, field: str = "amount", allow_negative: bool
     stripped = text.strip()
     match = _DECIMAL_PATTERN.match(stripped)
     if match is None:
-        raise AmountError(f"{field}: {text!r} is not a decimal number such as \"12.5\"")
+        raise AmountError(f"{field}: {_shown(text)} is not a decimal number such as \"12.5\"")
     fraction = match.group("fraction") or ""
     if len(fraction) > DECIMALS_MAX:
-        raise AmountError(f"{field}: {text!r} has more than {DECIMALS_MAX} decimals")
-    whole = int(match.group("whole"))
+        raise AmountError(f"{field}: {_shown(text)} has more than {DECIMALS_MAX} decimals")
+    whole_digits = match.group("whole").lstrip("0") or "0"
+    if len(whole_digits) > _WHOLE_DIGITS_MAX:
+        raise AmountError(f"{field}: {_shown(text)} is above the maximum of {UNITS_MAX}")
+    whole = int(whole_digits)
     if whole > UNITS_MAX:
-        raise AmountError(f"{field}: {text!r} is above the maximum of {UNITS_MAX}")
+        raise AmountError(f"{field}: {_shown(text)} is above the maximum of {UNITS_MAX}")
     micros = whole * MICROS_PER_UNIT + int(fraction.ljust(DECIMALS_MAX, "0") or "0")
     if micros > MICROS_MAX:
-        raise AmountError(f"{field}: {text!r} is above the maximum of {UNITS_MAX}")
+        raise AmountError(f"{field}: {_shown(text)} is above the maximum of {UNITS_MAX}")
     if match.group("sign") == "-" and micros != 0:
         if not allow_negative:
-            raise AmountError(f"{field}: {text!r} must not be negative")
+            raise AmountError(f"{field}: {_shown(text)} must not be negative")
         micros = -micros
     if micros == 0 and not allow_zero:
         raise AmountError(f"{field}: must be greater than zero")
     return micros
+
+
+def _shown(text: str) -> str:
+    if len(text) <= _SHOWN_CHARS_MAX:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS_MAX]) + f"... ({len(text)} characters)"
 
 
 def format_amount(micros: int) -> str:

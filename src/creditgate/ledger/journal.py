@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from creditgate.ledger.records import Entry
+from creditgate.ledger.records import Entry, Grant
 
 
 def canonical_json(value: Any) -> bytes:
@@ -35,3 +35,13 @@ def transaction_hash(*, prev_hash: str, org_id: str, seq: int, kind: str, at_us:
 def fingerprint(kind: str, params: dict[str, Any]) -> str:
     """What makes two requests with one idempotency key 'the same': the operation and its inputs."""
     return hashlib.sha256(canonical_json({"kind": kind, "params": params})).hexdigest()
+
+
+def grant_terms(grant: Grant) -> dict[str, Any]:
+    """The terms a grant was issued with, recorded in its journal entry so that the verifier can
+    tell when a grant row's expiry, scope, priority, allow-list or cost basis was edited."""
+    return {"kind": grant.kind, "scope": grant.scope, "priority": grant.priority,
+            "effective_at_us": grant.effective_at_us, "expires_at_us": grant.expires_at_us,
+            "cost_basis": grant.cost_basis, "currency": grant.currency,
+            "allow": sorted(grant.allow) if grant.allow is not None else None,
+            "source_grant_id": grant.source_grant_id}

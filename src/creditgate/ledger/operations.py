@@ -35,11 +35,15 @@ class Operation:
 class CreateGrant(Operation):
     kind: ClassVar[str] = "grant"
     spec: GrantSpec = field(default=None)  # type: ignore[assignment]
+    # False when the caller gave no effective_at and the grant starts "now": a retry comes later,
+    # so the defaulted instant must not be part of the idempotency fingerprint.
+    effective_at_given: bool = True
 
     def params(self) -> dict[str, Any]:
         spec = self.spec
         return {"amount": spec.amount, "kind": spec.kind, "scope": spec.scope,
-                "priority": spec.priority, "effective_at_us": spec.effective_at_us,
+                "priority": spec.priority,
+                "effective_at_us": spec.effective_at_us if self.effective_at_given else None,
                 "expires_at_us": spec.expires_at_us, "cost_basis": spec.cost_basis,
                 "currency": spec.currency,
                 "allow": sorted(spec.allow) if spec.allow is not None else None,

@@ -5,7 +5,6 @@ Writes go through the group-commit writer; reads see committed state directly.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +45,10 @@ HOLD_TTL_DEFAULT_S: Final = 300
 HOLD_TTL_MAX_S: Final = 7 * 86_400
 IDEMPOTENCY_KEY_LENGTH_MAX: Final = 200
 NAME_LENGTH_MAX: Final = 200
+# Column widths of journal_transactions.ref and holds.model: PostgreSQL enforces them, and a
+# database error would fail every other operation of the same group-commit batch.
+REF_LENGTH_MAX: Final = 80
+MODEL_LENGTH_MAX: Final = 200
 PRIORITY_MAX: Final = 1_000_000
 JOURNAL_PAGE_SIZE_MAX: Final = 1000
 METADATA_BYTES_MAX: Final = 8192
@@ -75,7 +78,7 @@ class Ledger:
         return self.writer.submit(operation).result()
 
     async def execute_async(self, operation: Operation) -> dict[str, Any]:
-        return await asyncio.wrap_future(self.writer.submit(operation))
+        return await self.writer.submit_async(operation)
 
     # -------------------------------------------------------------- organizations
     def create_org(self, name: str, *, overdraft_limit: int = 0, timezone: str = "UTC",
@@ -183,7 +186,8 @@ class Ledger:
                          currency=currency, allow=allow_set, source_grant_id=source_grant_id,
                          rollover=_json_text(rollover, "rollover") if rollover is not None else None,
                          metadata=_json_text(metadata or {}, "metadata"))
-        return self.execute(CreateGrant(org_id, check_key(idempotency_key), spec=spec))
+        return self.execute(CreateGrant(org_id, check_key(idempotency_key), spec=spec,
+                                        effective_at_given=effective_at_us is not None))
 
     def void_grant(self, org_id: str, grant_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         return self.execute(VoidGrant(org_id, check_key(idempotency_key), grant_id=grant_id))
@@ -196,6 +200,7 @@ class Ledger:
         check_usage_scope(scope)
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= HOLD_TTL_MAX_S:
             raise InvalidInput(f"ttl must be from 1 to {HOLD_TTL_MAX_S} seconds", param="ttl")
+        check_text(model, "model", MODEL_LENGTH_MAX)
         subject_tuple = tuple(subjects) or ((model,) if model else ())
         return Reserve(org_id, check_key(idempotency_key), amount=amount, scope=scope,
                        ttl_us=ttl_s * 1_000_000, subjects=subject_tuple, model=model,
@@ -216,6 +221,7 @@ class Ledger:
                         idempotency_key: str | None = None) -> Debit:
         check_micros(amount, field="credits", allow_zero=False)
         check_usage_scope(scope)
+        check_text(ref, "ref", REF_LENGTH_MAX)
         return Debit(org_id, check_key(idempotency_key), amount=amount, scope=scope,
                      subjects=tuple(subjects), ref=ref)
 
@@ -258,7 +264,7 @@ class Ledger:
         pending = 0
         for grant in grant_rows:
             back = released.get(grant.id, 0)
-            grant = Grant(**{**{f: getattr(grant, f) for f in grant.__slots__}, "held": grant.held - back})
+            grant = grant._replace(held=grant.held - back)
             pending += grant.held
             live.append(grant)
         available = sum(g.free for g in live if g.is_live(now) and (scope is None or g.scope in (scope, "any")))
@@ -291,7 +297,7 @@ class Ledger:
             raise NotFound(f"hold {hold_id} not found", param="hold_id")
         hold = ledger_store.hold_from_row(row)
         if hold.status == "pending" and hold.expires_at_us <= self.clock.now_us():
-            return Hold(**{**{f: getattr(hold, f) for f in hold.__slots__}, "status": "expired"})
+            return hold._replace(status="expired")
         return hold
 
     def list_holds(self, org_id: str, *, status: str | None = None, limit: int = 100) -> list[Hold]:
@@ -333,6 +339,12 @@ def check_key(key: str | None) -> str | None:
         raise InvalidInput(f"idempotency key must be 1 to {IDEMPOTENCY_KEY_LENGTH_MAX} printable characters",
                            param="idempotency_key")
     return key
+
+
+def check_text(value: str | None, field: str, length_max: int) -> None:
+    """An optional free-text value that is stored in a column of ``length_max`` characters."""
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= length_max):
+        raise InvalidInput(f"{field} must be 1 to {length_max} characters", param=field)
 
 
 def check_usage_scope(scope: str) -> None:

@@ -81,7 +81,7 @@ def parse_decimal(value: Any, *, field: str, allow_zero: bool = True,
 
 def _decimal_places(number: Decimal) -> int:
     """Significant decimal places: trailing zeros do not count, so 2.500 has one."""
-    sign, digits, exponent = number.as_tuple()
+    _sign, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)
     trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
     return max(0, -(exponent + trailing))
@@ -89,7 +89,7 @@ def _decimal_places(number: Decimal) -> int:
 
 def parse_int(value: Any, *, field: str, minimum: int = 0, maximum: int = 10**15) -> int:
     """Parse an integer count; strings may use underscores as in ``1_000_000``."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise InvalidInput(f"{field}: expected a whole number, got {value!r}", param=field)
     if isinstance(value, str):
         text = value.strip().replace("_", "").replace(",", "")
@@ -173,7 +173,7 @@ def format_ratio(value: Ratio, *, places_max: int = 12) -> str:
     """
     exact = ratio_to_decimal(value)
     if exact is not None:
-        sign, digits, exponent = exact.as_tuple()
+        _sign, _digits, exponent = exact.as_tuple()
         assert isinstance(exponent, int)
         if -exponent <= places_max:
             text = f"{exact:f}"
@@ -207,7 +207,7 @@ def load_yaml_exact(text: str, *, source: str) -> Any:
     if len(text) > FILE_BYTES_MAX:
         raise InvalidInput(f"{source}: file is larger than {FILE_BYTES_MAX} bytes", param=source)
     try:
-        return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_ExactLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "somewhere"

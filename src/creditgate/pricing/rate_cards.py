@@ -12,6 +12,7 @@ models of the organization.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -148,7 +149,7 @@ def validate_versions(versions: Iterable[RateCardVersion], *, card: str = "card"
                            param=f"{card}.versions")
     for version in ordered:
         version.check(registry, field=f"{card}.versions[{version.version}]")
-    for earlier, later in zip(ordered, ordered[1:], strict=False):
+    for earlier, later in itertools.pairwise(ordered):
         pair = f"{card}: versions {earlier.version} and {later.version}"
         if later.version <= earlier.version:
             raise InvalidInput(f"{pair}: version numbers must increase with effective_from",
@@ -261,7 +262,7 @@ class OrgOverride:
 class Overrides:
     """Validated overrides indexed by (org, model); model None means all models of the org."""
 
-    __slots__ = ("_by_key", "orgs", "items")
+    __slots__ = ("_by_key", "items", "orgs")
 
     def __init__(self, overrides: Iterable[OrgOverride] = (), *,
                  registry: MeterRegistry = DEFAULT_METERS) -> None:
@@ -274,7 +275,7 @@ class Overrides:
             by_key.setdefault((override.org, override.model), []).append(override)
         for (org, model), group in by_key.items():
             group.sort(key=lambda o: o.effective_from_us if o.effective_from_us is not None else -1)
-            for earlier, later in zip(group, group[1:], strict=False):
+            for earlier, later in itertools.pairwise(group):
                 end = earlier.effective_until_us
                 if end is None or later.effective_from_us is None or end > later.effective_from_us:
                     raise InvalidInput(f"overrides: {earlier.name!r} and {later.name!r} for org "
@@ -315,6 +316,13 @@ class EffectiveRate:
             if prompt_tokens > tier.above_input_tokens:
                 return tier.prices, tier
         return self.base, None
+
+
+def long_context_record(tier: LongContextTier) -> AppliedRule:
+    """What a charge records when its prompt passed a long-context threshold."""
+    threshold = tier.above_input_tokens
+    return AppliedRule("long_context", f"above_{threshold}", ONE,
+                       f"prompt over {threshold} input tokens: long-context prices")
 
 
 def effective_rate(card: RateCard, version: RateCardVersion, model: str,

@@ -8,6 +8,7 @@ deployment's load and the organization's usage so far in the period.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -109,7 +110,8 @@ class TimeWindowRule:
             raise InvalidInput(f"{prefix}.hours: start 0-23 and end 1-24, not equal",
                                param=f"{prefix}.hours")
         factor = _multiplier(self.multiplier, field=f"{prefix}.multiplier")
-        days = ",".join(WEEKDAYS[day] for day in sorted(self.weekdays))
+        days = ("every day" if len(self.weekdays) == 7
+                else ",".join(WEEKDAYS[day] for day in sorted(self.weekdays)))
         detail = (f"{days} {self.start_hour:02d}:00-{self.end_hour:02d}:00 {self.timezone} "
                   f"{_times(factor)}")
         object.__setattr__(self, "_zone", zone)
@@ -147,7 +149,7 @@ def _check_steps(steps: tuple[Step, ...], *, field: str) -> tuple[int, ...]:
         _multiplier(step.multiplier, field=f"{field}[{index}].multiplier")
         if step.at_least < 0:
             raise InvalidInput(f"{field}[{index}].at_least: must not be negative", param=field)
-    if any(later <= earlier for earlier, later in zip(thresholds, thresholds[1:], strict=False)):
+    if any(later <= earlier for earlier, later in itertools.pairwise(thresholds)):
         raise InvalidInput(f"{field}: thresholds must be strictly increasing", param=field)
     return thresholds
 
@@ -259,6 +261,8 @@ class VolumeTierRule:
     _above: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _ratios: tuple[Ratio, ...] = field(init=False, repr=False, compare=False)
     _common: int = field(init=False, repr=False, compare=False)
+    _records: tuple[AppliedRule | None, ...] = field(init=False, repr=False, compare=False)
+    free_below: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         prefix = f"rules.{self.name}"
@@ -274,7 +278,7 @@ class VolumeTierRule:
             raise InvalidInput(f"{prefix}.tiers: at most {STEPS_PER_RULE_MAX} tiers",
                                param=f"{prefix}.tiers")
         above = tuple(tier.above for tier in self.tiers)
-        if any(later <= earlier for earlier, later in zip(above, above[1:], strict=False)):
+        if any(later <= earlier for earlier, later in itertools.pairwise(above)):
             raise InvalidInput(f"{prefix}.tiers: 'above' must be strictly increasing",
                                param=f"{prefix}.tiers")
         ratios = tuple(_multiplier(tier.multiplier, field=f"{prefix}.tiers[{index}].multiplier")
@@ -285,9 +289,27 @@ class VolumeTierRule:
         object.__setattr__(self, "_above", above)
         object.__setattr__(self, "_ratios", ratios)
         object.__setattr__(self, "_common", common)
+        # The record for a charge that falls wholly inside one tier is the same every time.
+        object.__setattr__(self, "_records", tuple(
+            None if factor == ONE else AppliedRule(
+                self.kind, self.name, factor,
+                f"{self.mode}: tier above {tier.above} {self._unit_name()} {_times(factor)}")
+            for tier, factor in zip(self.tiers, ratios, strict=True)))
+        # Below this many units in the period nothing changes: the first tier at ×1 (the usual
+        # case for most organizations) is settled with one comparison.
+        first_end = above[1] if len(above) > 1 else None
+        object.__setattr__(self, "free_below",
+                           (first_end if first_end is not None else 1 << 62)
+                           if ratios[0] == ONE else -1)
+
+    def _unit_name(self) -> str:
+        return "units" if len(self.meters) != 1 else self.meters[0]
 
     def basis(self, usage: Mapping[str, int]) -> int:
-        return sum(usage.get(meter, 0) for meter in self.meters)
+        total = 0
+        for meter in self.meters:
+            total += usage.get(meter, 0)
+        return total
 
     def _tier_of(self, total: int) -> int:
         """The tier of the ``total``-th unit (1-based): the last one whose ``above`` is below it."""
@@ -295,22 +317,13 @@ class VolumeTierRule:
 
     def evaluate(self, prior: int, quantity: int) -> AppliedRule | None:
         """The multiplier for ``quantity`` units after ``prior`` units already used this period."""
+        if prior + quantity <= self.free_below:
+            return None
         if self.mode == "volume" or quantity == 0:
-            index = self._tier_of(prior + quantity)
-            factor = self._ratios[index]
-            if factor == ONE:
-                return None
-            detail = (f"{self.mode}: period usage {prior + quantity} > {self.tiers[index].above} "
-                      f"{_times(factor)}")
-            return AppliedRule(self.kind, self.name, factor, detail)
+            return self._records[self._tier_of(prior + quantity)]
         first, last = self._tier_of(prior + 1), self._tier_of(prior + quantity)
         if first == last:
-            factor = self._ratios[first]
-            if factor == ONE:
-                return None
-            return AppliedRule(self.kind, self.name, factor,
-                               f"graduated: units {prior + 1}-{prior + quantity} in tier above "
-                               f"{self.tiers[first].above} {_times(factor)}")
+            return self._records[first]
         numerator = 0
         parts = []
         for index in range(first, last + 1):
@@ -319,13 +332,15 @@ class VolumeTierRule:
                                                                 self._above[index + 1])
             tier_numerator, tier_denominator = self._ratios[index]
             numerator += (high - low) * tier_numerator * (self._common // tier_denominator)
-            parts.append(f"{high - low} units {_times(self._ratios[index])}")
+            parts.append(f"{high - low} {self._unit_name()} {_times(self._ratios[index])}")
         factor = ratio(numerator, quantity * self._common)
         return AppliedRule(self.kind, self.name, factor,
                            f"graduated: {', '.join(parts)} = {_times(factor)}")
 
     def ratio_max(self, prior: int, quantity_max: int) -> Ratio:
         """The largest multiplier any charge of up to ``quantity_max`` units could get."""
+        if prior + quantity_max <= self.free_below:
+            return ONE
         first, last = self._tier_of(prior), self._tier_of(prior + quantity_max)
         return largest(self._ratios[first:last + 1])
 

@@ -20,7 +20,10 @@ from creditgate.pricing._exact import (
     ratio_to_decimal,
 )
 
-_PRICE_TEXT: Final = re.compile(r"^\s*(?P<amount>[^/\s]+)\s*(?:(?:/|per)\s*(?P<per>\S+))?\s*$")
+# "2.5", "2.5/1M", "2.5 per 1M tokens", "0.04 per image".
+_PRICE_TEXT: Final = re.compile(
+    r"^\s*(?P<amount>[+-]?(?:[0-9][0-9._eE+-]*|\.[0-9]+))\s*"
+    r"(?:(?:/|\bper\b)\s*(?P<per>[0-9][0-9_]*[kKmMbB]?)?\s*(?P<unit>[A-Za-z_]+)?)?\s*$")
 # Keys accepted for the amount in the mapping form {"credits": "2.5", "per": "1M"}.
 _AMOUNT_KEYS: Final = ("credits", "price", "amount")
 
@@ -63,16 +66,19 @@ class UnitPrice:
         return f"{format_decimal(self.amount)}/{format_count(self.per)}"
 
     @classmethod
-    def parse(cls, value: Any, *, field: str, per_default: int) -> UnitPrice:
-        """Read ``"2.5/1M"``, ``"2.5 per 1M"``, ``{"credits": "2.5", "per": "1M"}`` or ``"2.5"``.
+    def parse(cls, value: Any, *, field: str, per_default: int, unit: str | None = None) -> UnitPrice:
+        """Read ``"2.5/1M"``, ``"2.5 per 1M tokens"``, ``{"credits": "2.5", "per": "1M"}``, ``"2.5"``.
 
-        A bare number is a price per ``per_default`` units (the meter's usual basis).
+        A bare number is a price per ``per_default`` units (the meter's usual basis). A unit word,
+        when given, must be the meter's ``unit`` (singular or plural).
         """
         if isinstance(value, dict):
-            unknown = set(value) - {*_AMOUNT_KEYS, "per"}
+            unknown = set(value) - {*_AMOUNT_KEYS, "per", "unit"}
             if unknown:
-                raise InvalidInput(f"{field}: unknown key {sorted(unknown)[0]!r} (use credits/price "
-                                   f"and per)", param=field)
+                raise InvalidInput(f"{field}: unknown key {min(unknown)!r} (use credits/price, "
+                                   f"per and unit)", param=field)
+            if "unit" in value:
+                check_unit(str(value["unit"]), unit, field=f"{field}.unit")
             keys = [key for key in _AMOUNT_KEYS if key in value]
             if len(keys) != 1:
                 raise InvalidInput(f"{field}: give exactly one of credits, price or amount",
@@ -86,10 +92,23 @@ class UnitPrice:
                 raise InvalidInput(f"{field}: {value!r} is not a price such as \"2.5/1M\"",
                                    param=field)
             amount = parse_decimal(match.group("amount"), field=field)
-            per_text = match.group("per")
-            per = parse_per(per_text, field=field) if per_text else per_default
+            per_text, unit_text = match.group("per"), match.group("unit")
+            if unit_text is not None:
+                check_unit(unit_text, unit, field=field)
+                per = parse_per(per_text, field=field) if per_text else 1
+            else:
+                per = parse_per(per_text, field=field) if per_text else per_default
             return cls(amount, per)
         return cls(parse_decimal(value, field=field), per_default)
+
+
+def check_unit(word: str, unit: str | None, *, field: str) -> None:
+    """Refuse a unit word that is not the meter's unit: "per 1M furlongs" is a mistake."""
+    normalized = word.strip().lower()
+    if unit is not None and normalized in (unit, f"{unit}s"):
+        return
+    expected = f" (expected {unit}s)" if unit else ""
+    raise InvalidInput(f"{field}: unknown unit {word!r}{expected}", param=field)
 
 
 def format_count(count: int) -> str:

@@ -65,12 +65,49 @@ class Driver:
         finally:
             cursor.close()
 
-    def many(self, text: str, rows: list[Sequence[Any]]) -> None:
+    def insert_many(self, table: str, columns: str, rows: list[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        width = len(columns.split(","))
+        cursor = self.raw.cursor()
+        try:
+            if not self.postgres:
+                # sqlite3's executemany loops in C; it is the fastest way in.
+                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({_marks(width)})", rows)
+                return
+            # psycopg's executemany pays a round trip per row here; one multi-row INSERT does not.
+            row_sql = "(" + ",".join(["%s"] * width) + ")"
+            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
+                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
+                cursor.execute(f"INSERT INTO {table} ({columns}) VALUES " + ",".join([row_sql] * len(chunk)),
+                               [value for row in chunk for value in row])
+        finally:
+            cursor.close()
+
+    def update_many(self, table: str, assignments: tuple[tuple[str, str], ...],
+                    rows: list[Sequence[Any]]) -> None:
+        """UPDATE table SET each assigned column WHERE id = the row's last value.
+
+        ``assignments`` pairs each column with its PostgreSQL type (for the VALUES list).
+        """
         if not rows:
             return
         cursor = self.raw.cursor()
         try:
-            cursor.executemany(self.sql(text), rows)
+            if not self.postgres:
+                setters = ", ".join(f"{column} = ?" for column, _ in assignments)
+                cursor.executemany(f"UPDATE {table} SET {setters} WHERE id = ?", rows)
+                return
+            names = [column for column, _ in assignments] + ["id"]
+            casts = [kind for _, kind in assignments] + ["text"]
+            row_sql = "(" + ",".join(f"%s::{kind}" for kind in casts) + ")"
+            setters = ", ".join(f"{column} = v.{column}" for column, _ in assignments)
+            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
+                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
+                cursor.execute(
+                    f"UPDATE {table} AS t SET {setters} FROM (VALUES " + ",".join([row_sql] * len(chunk))
+                    + f") AS v({', '.join(names)}) WHERE t.id = v.id",
+                    [value for row in chunk for value in row])
         finally:
             cursor.close()
 
@@ -139,14 +176,13 @@ class _Replay:
         self.result = result
 
 
-_INSERT_GRANT = (f"INSERT INTO grants ({GRANT_COLUMNS}) VALUES ({_marks(18)})")
-_UPDATE_GRANT = "UPDATE grants SET remaining = ?, held = ?, status = ? WHERE id = ?"
-_INSERT_HOLD = f"INSERT INTO holds ({HOLD_COLUMNS}) VALUES ({_marks(12)})"
-_UPDATE_HOLD = "UPDATE holds SET status = ?, posted = ?, resolved_at_us = ? WHERE id = ?"
-_INSERT_TRANSACTION = ("INSERT INTO journal_transactions (org_id, seq, kind, at_us, ref, idempotency_key, "
-                       f"fingerprint, result, entries, prev_hash, hash) VALUES ({_marks(11)})")
-_UPDATE_ORG = ("UPDATE orgs SET chain_seq = ?, chain_head = ?, debt_inference = ?, debt_training = ? "
-               "WHERE id = ?")
+POSTGRES_ROWS_PER_STATEMENT = 2000  # 2000 rows x 18 columns stays under psycopg's 65535 parameters
+TRANSACTION_COLUMNS = ("org_id, seq, kind, at_us, ref, idempotency_key, fingerprint, result, entries, "
+                       "prev_hash, hash")
+_GRANT_UPDATE = (("remaining", "bigint"), ("held", "bigint"), ("status", "text"))
+_HOLD_UPDATE = (("status", "text"), ("posted", "bigint"), ("resolved_at_us", "bigint"))
+_ORG_UPDATE = (("chain_seq", "bigint"), ("chain_head", "text"), ("debt_inference", "bigint"),
+               ("debt_training", "bigint"))
 
 
 def save_books(connection: Connection, books: Iterable[Book]) -> None:
@@ -179,12 +215,12 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
     driver = Driver(connection)
     # Order matters for foreign keys: grants and holds before the entries that name them. Holds
     # resolved in the batch that created them are inserted already resolved.
-    driver.many(_INSERT_GRANT, new_grants)
-    driver.many(_UPDATE_GRANT, changed_grants)
-    driver.many(_INSERT_HOLD, new_holds)
-    driver.many(_UPDATE_HOLD, changed_holds)
-    driver.many(_INSERT_TRANSACTION, transactions)
-    driver.many(_UPDATE_ORG, changed_orgs)
+    driver.insert_many("grants", GRANT_COLUMNS, new_grants)
+    driver.update_many("grants", _GRANT_UPDATE, changed_grants)
+    driver.insert_many("holds", HOLD_COLUMNS, new_holds)
+    driver.update_many("holds", _HOLD_UPDATE, changed_holds)
+    driver.insert_many("journal_transactions", TRANSACTION_COLUMNS, transactions)
+    driver.update_many("orgs", _ORG_UPDATE, changed_orgs)
 
 
 def entries_text(entries: Iterable[Any]) -> str:

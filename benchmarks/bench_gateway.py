@@ -1,0 +1,144 @@
+"""Added latency and throughput of one gateway worker, side by side with the upstream alone and
+with LiteLLM's proxy (one worker, no database), all driven by ``wrk`` with the same request.
+
+Run:  .venv/bin/python benchmarks/bench_gateway.py [--duration 10] [--litellm /tmp/litellm-venv/bin/litellm]
+
+Each server is its own process: the fast test upstream (uvicorn + uvloop + httptools), creditgate
+(``python -m creditgate.gateway`` on SQLite, credits reserved and settled on every request), and
+LiteLLM (``LITELLM_LOCAL_MODEL_COST_MAP=True``). Results print as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+BODY = '{"model": "mock-gpt", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}'
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, headers: dict[str, str], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.post(url, content=BODY, headers={"content-type": "application/json", **headers},
+                                  timeout=5)
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def wrk(url: str, key: str, connections: int, duration_s: int) -> dict[str, float]:
+    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script.write(f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\n'
+                 f'wrk.headers["Content-Type"] = "application/json"\n'
+                 f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+    script.close()
+    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", script.name,
+                             url], capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def millis(label: str) -> float:
+        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"p50": millis("50%"), "p99": millis("99%"), "rps": rps,
+            "errors": float(errors.group(1)) if errors else 0.0}
+
+
+def setup_creditgate(database_url: str, upstream: str) -> str:
+    sys.path.insert(0, str(ROOT / "src"))
+    from creditgate.api import keystore
+    from creditgate.bootstrap import bootstrap
+    from creditgate.gateway.deployment_store import DeploymentStore
+    from creditgate.ledger.credits import parse_amount
+
+    services = bootstrap(database_url)
+    org = services.ledger.create_org("bench")
+    services.ledger.grant(org.id, parse_amount("1000000"))
+    _, secret = keystore.create_key(services, kind="org", name="bench", org_id=org.id, scopes=["inference"])
+    DeploymentStore(services.database, services.clock).create({
+        "name": "mock-gpt", "backend": "openai", "base_url": f"{upstream}/v1", "upstream_model": "mock-gpt",
+        "prices": {"input_tokens": "150", "output_tokens": "600", "per": 1000000}})
+    services.close()
+    return secret
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
+    parser.add_argument("--connections", default="1,32")
+    arguments = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="creditgate-bench-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
+    try:
+        upstream_port, gateway_port, litellm_port = free_port(), free_port(), free_port()
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        processes.append(subprocess.Popen(
+            [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
+             "--port", str(upstream_port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
+             "--http", "httptools"], env=env))
+        database_url = f"sqlite:///{folder}/bench.db"
+        secret = setup_creditgate(database_url, upstream)
+        processes.append(subprocess.Popen([PYTHON, "-m", "creditgate.gateway", "--port", str(gateway_port),
+                                           "--database-url", database_url], env=env))
+        targets = {"upstream direct": (f"{upstream}/v1/chat/completions", "none"),
+                   "creditgate": (f"http://127.0.0.1:{gateway_port}/v1/chat/completions", secret)}
+        if Path(arguments.litellm).exists():
+            config = folder / "litellm.yaml"
+            config.write_text(f"model_list:\n  - model_name: mock-gpt\n    litellm_params:\n"
+                              f"      model: openai/mock-gpt\n      api_base: {upstream}/v1\n      api_key: none\n")
+            processes.append(subprocess.Popen(
+                [arguments.litellm, "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"],
+                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+            targets["litellm proxy"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", "none")
+        for url, key in targets.values():
+            wait_ready(url, {"authorization": f"Bearer {key}"})
+        results: dict[tuple[str, int], dict[str, float]] = {}
+        for connections in [int(c) for c in arguments.connections.split(",")]:
+            for name, (url, key) in targets.items():
+                wrk(url, key, connections, 2)  # warm up
+                results[(name, connections)] = wrk(url, key, connections, arguments.duration)
+        print("\n| target | connections | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | non-2xx |")
+        print("|---|---|---|---|---|---|---|---|")
+        for (name, connections), result in results.items():
+            base = results[("upstream direct", connections)]
+            print(f"| {name} | {connections} | {result['p50']:.2f} | {result['p99']:.2f} | "
+                  f"{result['p50'] - base['p50']:.2f} | {result['p99'] - base['p99']:.2f} | "
+                  f"{result['rps']:.0f} | {result['errors']:.0f} |")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

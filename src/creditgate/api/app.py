@@ -1,0 +1,82 @@
+"""The FastAPI application: REST under ``/api/v1``, its OpenAPI spec and docs, ``/healthz``, and
+the OpenAI-compatible gateway under ``/v1`` when that part is installed."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from creditgate.api import (
+    balance,
+    bundles,
+    errors,
+    events,
+    grants,
+    health,
+    holds,
+    journal,
+    keys,
+    orgs,
+    pricing,
+    projects,
+    usage,
+)
+from creditgate.api.limits import (
+    BODY_BYTES_MAX,
+    REQUEST_BURST_MAX,
+    REQUESTS_PER_KEY_PER_S,
+    BodySizeLimit,
+    RateLimiter,
+)
+from creditgate.bootstrap import Services
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
+
+_RESOURCES = (orgs, projects, keys, grants, holds, balance, journal, bundles, pricing, events, usage)
+
+
+def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_PER_KEY_PER_S,
+               request_burst: int = REQUEST_BURST_MAX, body_bytes_max: int = BODY_BYTES_MAX,
+               close_services_on_shutdown: bool = False) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_services_on_shutdown:
+            services.close()
+
+    app = FastAPI(
+        title="creditgate", version="1.0.0", lifespan=lifespan,
+        description="Prepaid AI-inference credits: organizations, keys, grants, holds, usage.",
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+    app.state.services = services
+    app.state.rate_limiter = RateLimiter(requests_per_key_per_s, request_burst)
+    errors.install(app)
+    api = APIRouter(prefix=API_PREFIX,
+                    responses=errors.error_responses(400, 401, 402, 403, 404, 409, 413, 422, 429))
+    for module in _RESOURCES:
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    _install_gateway(app, services)
+    app.add_middleware(BodySizeLimit, limit_bytes=body_bytes_max)
+    return app
+
+
+def _install_gateway(app: FastAPI, services: Services) -> None:
+    """Mount ``creditgate.gateway.routes`` if it exists (built by the gateway part)."""
+    try:
+        routes: Any = importlib.import_module("creditgate.gateway.routes")
+    except ImportError as error:
+        log.info("gateway not mounted: %s", error)
+        return
+    install = getattr(routes, "install", None)
+    if callable(install):
+        install(app, services)
+    elif getattr(routes, "router", None) is not None:
+        app.include_router(routes.router)

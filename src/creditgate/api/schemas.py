@@ -1,0 +1,98 @@
+"""Request bodies and shared parameter types of the REST API (pydantic, strict about unknown fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# Printable text without control characters: PostgreSQL refuses NUL in text.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+OrgId = Annotated[str, Path(pattern=ID_PATTERN, description="An organization id")]
+ResourceId = Annotated[str, Path(pattern=ID_PATTERN)]
+Amount = Annotated[str, Field(max_length=40, pattern=r"^\s*[+-]?\d+(\.\d+)?\s*$",
+                              description='A decimal string such as "12.5"')]
+Timestamp = Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN,
+                                 description="ISO 8601 with a timezone")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+Metadata = Annotated[dict[str, Any], Field(max_length=64)]
+CursorQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrgCreate(Strict):
+    name: Name
+    overdraft_limit: Amount | None = None
+
+
+class OrgUpdate(Strict):
+    name: Name | None = None
+    overdraft_limit: Amount | None = None
+
+
+class ProjectCreate(Strict):
+    name: Name
+
+
+class KeyCreate(Strict):
+    name: Name
+    scopes: Annotated[list[Literal["inference", "read", "manage"]], Field(min_length=1, max_length=3)]
+    project_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    expires_at: Timestamp | None = None
+
+
+class GrantCreate(Strict):
+    credits: Amount
+    kind: Literal["purchase", "trial", "promotional", "rollover", "adjustment", "recurring"] = "purchase"
+    scope: Literal["inference", "training", "any"] = "any"
+    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    effective_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    cost_basis: Amount | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    allow: Annotated[list[Name], Field(min_length=1, max_length=100)] | None = None
+    metadata: Metadata | None = None
+
+
+class HoldCreate(Strict):
+    credits: Amount
+    scope: Literal["inference", "training"] = "inference"
+    ttl_s: Annotated[int, Field(ge=1, le=7 * 86_400)] = 300
+    model: Name | None = None
+    metadata: Metadata | None = None
+
+
+class HoldPost(Strict):
+    credits: Amount
+
+
+class BundleBody(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/+-]*$")]
+    price: Amount
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    credits: Amount
+    bonus_credits: Amount = "0"
+    validity_days: Annotated[int, Field(ge=1, le=3_650)] | None = None
+    rollover: Annotated[str, Field(max_length=40, pattern=TEXT_PATTERN)] | dict[str, Any] | None = None
+    scope: Literal["inference", "training"] = "inference"
+    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    description: Annotated[str, Field(max_length=500, pattern=TEXT_PATTERN)] = ""
+
+
+class PurchaseCreate(Strict):
+    bundle_id: Annotated[str, Field(pattern=ID_PATTERN)]
+    payment_reference: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\x21-\x7e]+$")]
+    quantity: Annotated[int, Field(ge=1, le=1_000)] = 1
+
+
+class QuoteRequest(Strict):
+    model: Name
+    usage: Annotated[dict[str, Annotated[int, Field(ge=0, le=10**15)]], Field(max_length=32)]
+    at: Timestamp | None = None
+    org_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None

@@ -1,0 +1,34 @@
+"""Serve the gateway alone: ``python -m creditgate.gateway --port 8080``.
+
+The database comes from ``CREDITGATE_DATABASE_URL``; Redis-backed limits from
+``CREDITGATE_REDIS_URL``. Used by the benchmark and the multi-process tests; ``creditgate serve``
+serves the full API with the gateway included.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main() -> None:
+    import uvicorn
+
+    from creditgate.bootstrap import bootstrap
+    from creditgate.gateway.routes import create_gateway_app
+
+    parser = argparse.ArgumentParser(prog="python -m creditgate.gateway")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--database-url", default=None)
+    arguments = parser.parse_args()
+    services = bootstrap(arguments.database_url, migrate=False)
+    try:
+        app = create_gateway_app(services)
+        uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning",
+                    access_log=False, lifespan="off", loop="uvloop", http="httptools")
+    finally:
+        services.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The deployments API (``/api/v1/deployments``) and per-key rate limits, for admin keys.
+
+A deployment is created with JSON, or with ``multipart/form-data`` whose ``file`` part is the
+``.onnx`` model and whose ``deployment`` part (or plain fields) holds the JSON fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from creditgate.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from creditgate.gateway.deployments import MODEL_BYTES_MAX
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _admin(request: Request) -> None:
+    from creditgate.api.auth import authenticate, require_admin
+
+    services = request.app.state.services if hasattr(request.app.state, "services") else None
+    gateway = request.app.state.gateway
+    principal = authenticate(services or gateway.services, request.headers.get("authorization"))
+    if principal is None:
+        raise Unauthorized("missing API key")
+    require_admin(principal)
+
+
+async def _read_deployment(request: Request) -> tuple[dict[str, Any], bytes | None]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=50, max_part_size=MODEL_BYTES_MAX)
+        data: dict[str, Any] = {}
+        if "deployment" in form:
+            data = orjson.loads(str(form["deployment"]))
+        for name, value in form.items():
+            if name in ("deployment", "file") or not isinstance(value, str):
+                continue
+            data[name] = _form_value(value)
+        upload = form.get("file")
+        model_bytes = None
+        if upload is not None and not isinstance(upload, str):
+            model_bytes = await upload.read(MODEL_BYTES_MAX + 1)
+            if len(model_bytes) > MODEL_BYTES_MAX:
+                raise PayloadTooLarge(f"the model is larger than {MODEL_BYTES_MAX} bytes", param="file")
+        return data, model_bytes
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise InvalidInput("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return data, None
+
+
+def _form_value(value: str) -> Any:
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+
+
+def handlers(gateway: Any) -> list[tuple[str, Handler, list[str]]]:
+    store = gateway.deployments
+    limits = gateway.limit_store
+
+    async def create(request: Request) -> Response:
+        _admin(request)
+        data, model_bytes = await _read_deployment(request)
+        deployment = await asyncio.to_thread(store.create, data, model_bytes=model_bytes)
+        return _json(deployment.to_public(), 201)
+
+    async def list_all(request: Request) -> Response:
+        _admin(request)
+        found = await asyncio.to_thread(store.list)
+        return _json({"object": "list", "data": [deployment.to_public() for deployment in found]})
+
+    async def one(request: Request) -> Response:
+        _admin(request)
+        name = request.path_params["deployment"]
+        if request.method == "GET":
+            return _json((await asyncio.to_thread(store.get, name)).to_public())
+        if request.method == "DELETE":
+            await asyncio.to_thread(store.delete, name)
+            return _json({"id": name, "deleted": True})
+        data, model_bytes = await _read_deployment(request)
+        deployment = await asyncio.to_thread(store.update, name, data, model_bytes=model_bytes)
+        return _json(deployment.to_public())
+
+    async def list_limits(request: Request) -> Response:
+        _admin(request)
+        found = await asyncio.to_thread(limits.list)
+        return _json({"object": "list", "data": [{"subject": subject, **_limits_dict(value)}
+                                                 for subject, value in sorted(found.items())]})
+
+    async def one_limit(request: Request) -> Response:
+        _admin(request)
+        subject = request.path_params["subject"]
+        if request.method == "DELETE":
+            await asyncio.to_thread(limits.remove, subject)
+            return _json({"subject": subject, "deleted": True})
+        data, _ = await _read_deployment(request)
+        value = await asyncio.to_thread(limits.put, subject, data)
+        return _json({"subject": subject, **_limits_dict(value)})
+
+    return [
+        ("/api/v1/deployments", create, ["POST"]),
+        ("/api/v1/deployments", list_all, ["GET"]),
+        ("/api/v1/deployments/{deployment:path}", one, ["GET", "PATCH", "PUT", "DELETE"]),
+        ("/api/v1/rate-limits", list_limits, ["GET"]),
+        ("/api/v1/rate-limits/{subject}", one_limit, ["PUT", "DELETE"]),
+    ]
+
+
+def _limits_dict(value: Any) -> dict[str, Any]:
+    return {"requests_per_min": value.requests_per_min, "tokens_per_min": value.tokens_per_min,
+            "concurrent_max": value.concurrent_max}

@@ -1,0 +1,35 @@
+"""The gateway's settings, from the environment, with every limit named."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+BODY_BYTES_MAX: Final = 8 * 1024 * 1024
+HOLD_TTL_MIN_S: Final = 120
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    redis_url: str | None = None
+    body_bytes_max: int = BODY_BYTES_MAX
+    deployment_cache_ttl_s: float = 2.0
+    limits_cache_ttl_s: float = 2.0
+    onnx_threads: int = 2
+    usage_flush_interval_s: float = 0.05
+
+    @classmethod
+    def from_env(cls) -> GatewayConfig:
+        return cls(
+            redis_url=os.environ.get("CREDITGATE_REDIS_URL") or None,
+            deployment_cache_ttl_s=float(os.environ.get("CREDITGATE_DEPLOYMENT_CACHE_TTL_S", "2")),
+            limits_cache_ttl_s=float(os.environ.get("CREDITGATE_LIMITS_CACHE_TTL_S", "2")),
+            onnx_threads=int(os.environ.get("CREDITGATE_ONNX_THREADS", "2")),
+            usage_flush_interval_s=float(os.environ.get("CREDITGATE_USAGE_FLUSH_S", "0.05")),
+        )
+
+
+def hold_ttl_s(timeout_ms: int) -> int:
+    """A hold outlives the request it covers: twice the upstream timeout, at least two minutes."""
+    return max(HOLD_TTL_MIN_S, 2 * -(-timeout_ms // 1000))

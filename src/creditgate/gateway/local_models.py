@@ -1,0 +1,131 @@
+"""Local models served in process by ONNX Runtime, with bounded concurrency.
+
+Sessions run on a small thread pool (ONNX Runtime releases the GIL while it computes), and each
+deployment also has its own semaphore, so a slow model cannot take every thread. Compute time is
+measured around ``session.run`` and metered in whole milliseconds, rounded up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final
+
+from creditgate.errors import InvalidInput, UpstreamError
+from creditgate.gateway.deployments import Deployment
+
+THREADS_MAX: Final = 4
+ITEMS_MAX: Final = 10_000
+ELEMENTS_MAX: Final = 1_000_000
+SESSIONS_MAX: Final = 64
+_DTYPES: Final = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+                  "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(string)": "object",
+                  "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    outputs: dict[str, Any]
+    items: int
+    compute_ms: int
+    compute_us: int
+
+
+class LocalModels:
+    def __init__(self, load_bytes: Callable[[str], bytes], *, threads: int = 2) -> None:
+        assert 1 <= threads <= THREADS_MAX
+        self._load_bytes = load_bytes
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="creditgate-onnx")
+        self._sessions: dict[tuple[str, str | None], Any] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, deployment: Deployment, inputs: Any) -> Prediction:
+        session = await self._session(deployment)
+        feeds, items = _feeds(session, inputs)
+        slot = self._slots.setdefault(deployment.id, asyncio.Semaphore(deployment.concurrency_max))
+        async with slot:
+            run: Awaitable[tuple[list[Any], int]] = asyncio.get_running_loop().run_in_executor(
+                self._pool, _timed_run, session, feeds)
+            try:
+                values, elapsed_ns = await asyncio.wait_for(run, deployment.timeout_ms / 1000)
+            except TimeoutError:
+                raise UpstreamError(f"the local model {deployment.name} took longer than "
+                                    f"{deployment.timeout_ms / 1000:g} s") from None
+            except Exception as error:  # ONNX Runtime raises its own types for bad shapes
+                raise InvalidInput(f"the model refused the inputs: {error}", param="inputs") from None
+        names = [output.name for output in session.get_outputs()]
+        outputs = {name: value.tolist() if hasattr(value, "tolist") else value
+                   for name, value in zip(names, values, strict=True)}
+        compute_us = max(1, elapsed_ns // 1000)
+        return Prediction(outputs=outputs, items=items, compute_ms=max(1, math.ceil(elapsed_ns / 1e6)),
+                          compute_us=compute_us)
+
+    async def _session(self, deployment: Deployment) -> Any:
+        key = (deployment.id, deployment.model_sha256)
+        session = self._sessions.get(key)
+        if session is None:
+            session = await asyncio.to_thread(self._open, deployment, key)
+        return session
+
+    def _open(self, deployment: Deployment, key: tuple[str, str | None]) -> Any:
+        import onnxruntime
+
+        with self._lock:
+            if key in self._sessions:
+                return self._sessions[key]
+            options = onnxruntime.SessionOptions()
+            # Parallelism comes from the pool; one thread per run keeps runs from fighting.
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            try:
+                session = onnxruntime.InferenceSession(self._load_bytes(deployment.id), options,
+                                                       providers=["CPUExecutionProvider"])
+            except Exception as error:
+                raise UpstreamError(f"the model of {deployment.name} could not be loaded: {error}") from None
+            if len(self._sessions) >= SESSIONS_MAX:
+                self._sessions.clear()
+            self._sessions[key] = session
+            return session
+
+
+def _timed_run(session: Any, feeds: dict[str, Any]) -> tuple[list[Any], int]:
+    started = time.perf_counter_ns()
+    values = session.run(None, feeds)
+    return values, time.perf_counter_ns() - started
+
+
+def _feeds(session: Any, inputs: Any) -> tuple[dict[str, Any], int]:
+    """JSON inputs to arrays: ``{"X": [[...]]}``, or a bare list for a single-input model."""
+    import numpy
+
+    declared = session.get_inputs()
+    if isinstance(inputs, list) and len(declared) == 1:
+        inputs = {declared[0].name: inputs}
+    if not isinstance(inputs, dict):
+        raise InvalidInput("inputs must be an object of input name to nested lists", param="inputs")
+    feeds: dict[str, Any] = {}
+    items = 0
+    for spec in declared:
+        if spec.name not in inputs:
+            raise InvalidInput(f"missing input {spec.name!r}", param=f"inputs.{spec.name}")
+        try:
+            array = numpy.asarray(inputs[spec.name], dtype=_DTYPES.get(spec.type, "float32"))
+        except (TypeError, ValueError) as error:
+            raise InvalidInput(f"input {spec.name!r}: {error}", param=f"inputs.{spec.name}") from None
+        if array.size > ELEMENTS_MAX:
+            raise InvalidInput(f"input {spec.name!r} has more than {ELEMENTS_MAX} values",
+                               param=f"inputs.{spec.name}")
+        feeds[spec.name] = array
+        items = max(items, int(array.shape[0]) if array.ndim else 1)
+    if items > ITEMS_MAX:
+        raise InvalidInput(f"at most {ITEMS_MAX} items per request", param="inputs")
+    return feeds, max(items, 1)

@@ -1,0 +1,382 @@
+"""One gateway request, start to end.
+
+    authenticate -> estimate the most it can cost -> rate-limit -> reserve a hold -> forward -> settle
+
+Each step is a named method of :class:`Gateway`; :meth:`Gateway.openai_request` and
+:meth:`Gateway.predict_request` show the whole path in a few lines. A step that fails after the
+hold was reserved voids the hold and gives back the rate-limit slot before the error leaves, so
+no failure leaves a hold or a slot behind (a crashed process's holds expire by their ttl).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from creditgate.errors import (
+    CreditgateError,
+    Forbidden,
+    HoldNotPending,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+)
+from creditgate.gateway.config import hold_ttl_s
+from creditgate.gateway.deployments import Deployment
+from creditgate.gateway.estimate import MaxUsage, max_usage
+from creditgate.gateway.limits import Ticket
+from creditgate.gateway.settlement import ReserveForRequest, settle_operation
+from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
+from creditgate.gateway.upstream import UpstreamFailure
+from creditgate.gateway.usage import UsageRecord, parse_tags
+from creditgate.ledger.credits import MICROS_MAX, format_amount
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_PATHS: Final = {"chat": "/chat/completions", "completions": "/completions",
+                         "embeddings": "/embeddings"}
+TOKENS_PER_BYTE_GUESS: Final = 4  # only for input when a stream ends without usage
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+    error_type = "invalid_request_error"
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything known about one request once it has been read and priced."""
+
+    principal: Any
+    deployment: Deployment
+    endpoint: str
+    body: dict[str, Any]
+    body_bytes: int
+    limits_tokens: int
+    max_cost: int
+    tags: dict[str, str]
+    started_ns: int
+    stream: bool = False
+    client_wants_usage: bool = False
+    ticket: Ticket | None = None
+    hold_id: str | None = None
+    available: int | None = None
+    finished: bool = False
+    extra_meters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    cost: int
+    available: int | None
+    meters: dict[str, int]
+
+
+class Pipeline:
+    """The request path. Mixed into Gateway, which provides the collaborators used below."""
+
+    services: Any
+    deployments: Any
+    limit_store: Any
+    local_models: Any
+    usage: Any
+    config: Any
+
+    async def limiter(self) -> Any: ...
+    async def upstreams(self) -> Any: ...
+    def authenticate(self, header: str | None) -> Any: ...
+
+    # ================================================================== the two paths
+    async def openai_request(self, request: Request, endpoint: str) -> Response:
+        principal = self.authenticate(request.headers.get("authorization"))
+        call = await self.estimate(principal, request, endpoint)
+        await self.limit(call)
+        await self.reserve(call)
+        if call.stream:
+            return await self.forward_stream(call)
+        answer = await self.forward(call)
+        charge = await self.settle(call, usage_meters(answer, call))
+        return json_answer(answer, charge)
+
+    async def predict_request(self, request: Request, name: str) -> Response:
+        principal = self.authenticate(request.headers.get("authorization"))
+        call = await self.estimate(principal, request, "predict", deployment_name=name)
+        await self.limit(call)
+        await self.reserve(call)
+        prediction = await self.forward_local(call)
+        charge = await self.settle(call, {"requests": 1, "items": prediction.items,
+                                          "compute_ms": prediction.compute_ms})
+        answer = {"object": "prediction", "model": call.deployment.name, "outputs": prediction.outputs,
+                  "usage": {"items": prediction.items, "compute_ms": prediction.compute_ms,
+                            "compute_us": prediction.compute_us}}
+        return json_answer(answer, charge)
+
+    # ================================================================== steps
+    async def estimate(self, principal: Any, request: Request, endpoint: str, *,
+                       deployment_name: str | None = None) -> Call:
+        """Read the body, find the deployment, and price the most the request can use."""
+        raw = await request.body()
+        if len(raw) > self.config.body_bytes_max:
+            raise PayloadTooLarge(f"the request body is larger than {self.config.body_bytes_max} bytes")
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            raise InvalidInput("the request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidInput("the request body must be a JSON object")
+        name = deployment_name or body.get("model")
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("model is required", param="model")
+        deployment = await self.deployments.find(name)
+        if deployment is None or not deployment.allows(principal.org_id):
+            raise ModelNotFound(f"The model `{name}` does not exist or you do not have access to it.",
+                                param="model")
+        call = Call(principal, deployment, endpoint, body, len(raw), 0, 0,
+                    parse_tags(request.headers.get("x-creditgate-tags"), body), time.perf_counter_ns())
+        if endpoint == "predict":
+            if deployment.backend != "onnx":
+                raise InvalidInput(f"{name} is not a local model; use /v1/chat/completions", param="model")
+            items = _items(body.get("inputs"))
+            call.max_cost = deployment.prices.cost(
+                {"requests": 1, "items": items, "compute_ms": deployment.timeout_ms})
+            return call
+        if deployment.backend != "openai":
+            raise InvalidInput(f"{name} is a local model; use /v1/predict/{name}", param="model")
+        bound: MaxUsage = max_usage(body, len(raw), endpoint=endpoint,
+                                    max_tokens_default=deployment.max_tokens_default)
+        if bound.cap_applied:
+            # Enforce the default cap upstream, so that the hold really is an upper bound.
+            body["max_tokens"] = deployment.max_tokens_default
+        call.limits_tokens = bound.tokens
+        call.max_cost = deployment.prices.cost(bound.meters())
+        call.stream = endpoint != "embeddings" and body.get("stream") is True
+        if call.stream:
+            options = body.get("stream_options")
+            call.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                      "include_usage": True}
+        return call
+
+    async def limit(self, call: Call) -> None:
+        principal = call.principal
+        limits = await self.limit_store.limits_for(principal.key_id, principal.org_id)
+        if not limits.unlimited:
+            limiter = await self.limiter()
+            call.ticket = await limiter.admit(principal.key_id, limits, call.limits_tokens)
+
+    async def reserve(self, call: Call) -> None:
+        if call.max_cost == 0:
+            return  # a free deployment: nothing to hold
+        deployment = call.deployment
+        operation = ReserveForRequest(
+            call.principal.org_id, None, amount=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
+            ttl_us=hold_ttl_s(deployment.timeout_ms) * 1_000_000, subjects=(deployment.name,),
+            model=deployment.name)
+        try:
+            result = await self.services.ledger.execute_async(operation)
+        except BaseException:
+            await self._release_slot(call, 0)
+            raise
+        call.hold_id = result["hold_id"]
+        call.available = result["available"]
+
+    async def forward(self, call: Call) -> dict[str, Any]:
+        upstreams = await self.upstreams()
+        body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
+        try:
+            async with upstreams.slot(call.deployment):
+                return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint], body)  # type: ignore[no-any-return]
+        except BaseException as error:
+            await self.abandon(call, error)
+            raise
+
+    async def forward_local(self, call: Call) -> Any:
+        try:
+            return await self.local_models.predict(call.deployment, call.body.get("inputs"))
+        except BaseException as error:
+            await self.abandon(call, error)
+            raise
+
+    async def forward_stream(self, call: Call) -> Response:
+        """Open the upstream stream; an error before its first line is an ordinary error answer."""
+        upstreams = await self.upstreams()
+        body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
+        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], body)
+        meter = StreamMeter(call.client_wants_usage)
+        try:
+            first = await lines.__anext__()
+        except StopAsyncIteration:
+            first = DONE_LINE
+        except BaseException as error:
+            await lines.aclose()
+            await self.abandon(call, error)
+            raise
+
+        async def events() -> Any:
+            line: bytes | None = first
+            try:
+                while line is not None:
+                    out = meter.feed(line)
+                    if out is not None:
+                        yield out
+                    if meter.done or meter.failed:
+                        break
+                    line = await anext(lines, None)
+            except UpstreamFailure as failure:
+                meter.failed = failure.to_dict()
+                yield b"data: " + orjson.dumps(meter.failed) + b"\n\n"
+            await lines.aclose()
+            charge = await self.settle(call, stream_meters(meter, call),
+                                       status="ok" if meter.done else "partial")
+            if meter.done:
+                yield (f": creditgate cost={format_amount(charge.cost)}"
+                       + (f" balance={format_amount(charge.available)}" if charge.available is not None else "")
+                       + "\n\n").encode()
+                yield DONE_LINE + b"\n\n"
+
+        async def finish() -> None:
+            # Runs after every ending: a normal end has settled already; a disconnect has not.
+            await lines.aclose()
+            if not call.finished:
+                await self.settle(call, stream_meters(meter, call), status="partial")
+
+        headers = {"x-creditgate-reserved": format_amount(call.max_cost)}
+        if call.available is not None:
+            headers["x-creditgate-balance"] = format_amount(call.available)
+        return MeteredStream(events(), finish, headers)
+
+    async def settle(self, call: Call, meters: dict[str, int], *, status: str = "ok") -> Charge:
+        """Post the actual cost, release the rest of the hold, free the slot, record usage."""
+        assert not call.finished
+        call.finished = True
+        cost = call.deployment.prices.cost(meters) if meters else 0
+        result: dict[str, Any] = {}
+        if call.hold_id is not None:
+            result = await self._close_hold(call, cost)
+        elif cost > 0:
+            result = await self._debit(call, cost)
+        await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
+        available = result.get("available", call.available)
+        self._record(call, meters, cost, status, result)
+        return Charge(cost, available, meters)
+
+    async def abandon(self, call: Call, error: BaseException) -> None:
+        """Nothing was delivered: void the hold, charge nothing, record the failure."""
+        if call.finished:
+            return
+        call.finished = True
+        with anyio.CancelScope(shield=True):
+            if call.hold_id is not None:
+                try:
+                    await self._close_hold(call, 0)
+                except CreditgateError:
+                    log.exception("voiding hold %s failed; it expires by its ttl", call.hold_id)
+            await self._release_slot(call, 0)
+        if isinstance(error, CreditgateError):
+            self._record(call, {}, 0, "error", {"error": error.code})
+
+    # ================================================================== helpers
+    async def _close_hold(self, call: Call, cost: int) -> dict[str, Any]:
+        deployment = call.deployment
+        operation = settle_operation(call.principal.org_id, call.hold_id or "", cost=cost,
+                                     held=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
+                                     subjects=(deployment.name,))
+        try:
+            return await self.services.ledger.execute_async(operation)  # type: ignore[no-any-return]
+        except HoldNotPending:
+            # The hold outlived its ttl (a very long stream): charge what was used directly.
+            log.warning("hold %s was no longer pending at settlement", call.hold_id)
+            return await self._debit(call, cost) if cost else {}
+
+    async def _debit(self, call: Call, cost: int) -> dict[str, Any]:
+        ledger = self.services.ledger
+        operation = ledger.debit_operation(call.principal.org_id, cost, scope=call.deployment.scope,
+                                           subjects=(call.deployment.name,), ref=call.hold_id)
+        try:
+            return await ledger.execute_async(operation)  # type: ignore[no-any-return]
+        except InsufficientCredits:
+            log.error("a late charge of %s for %s could not be collected", format_amount(cost),
+                      call.principal.org_id)
+            return {"uncollected": cost}
+
+    async def _release_slot(self, call: Call, tokens_used: int) -> None:
+        ticket, call.ticket = call.ticket, None
+        if ticket is not None:
+            limiter = await self.limiter()
+            with anyio.CancelScope(shield=True):
+                await limiter.release(ticket, tokens_used)
+
+    def _record(self, call: Call, meters: dict[str, int], cost: int, status: str,
+                result: dict[str, Any]) -> None:
+        principal = call.principal
+        details = {key: result[key] for key in ("uncollected", "excess_debited", "error")
+                   if result.get(key)}
+        self.usage.record(UsageRecord(
+            org_id=principal.org_id, key_id=principal.key_id, project_id=principal.project_id,
+            deployment=call.deployment.id, model=call.deployment.name, meters=meters, tags=call.tags,
+            latency_ms=(time.perf_counter_ns() - call.started_ns) // 1_000_000, credits=cost,
+            at_us=self.services.clock.now_us(), status=status, details=details))
+
+
+# ====================================================================== pure helpers
+def usage_meters(answer: dict[str, Any], call: Call) -> dict[str, int]:
+    usage = answer.get("usage")
+    if isinstance(usage, dict):
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        if call.endpoint == "embeddings" and not prompt:
+            prompt = _int(usage.get("total_tokens"))
+        return {"input_tokens": prompt, "output_tokens": completion, "requests": 1}
+    # No usage from the upstream: fall back to the bound (never less than what may have been used).
+    bound = max_usage(call.body, call.body_bytes, endpoint=call.endpoint,
+                      max_tokens_default=call.deployment.max_tokens_default)
+    return {**bound.meters(), "estimated": 1}
+
+
+def stream_meters(meter: StreamMeter, call: Call) -> dict[str, int]:
+    if meter.usage is not None:
+        return {"input_tokens": _int(meter.usage.get("prompt_tokens")),
+                "output_tokens": _int(meter.usage.get("completion_tokens")), "requests": 1}
+    if meter.delivered_deltas == 0:
+        return {}  # nothing reached the client and the upstream reported nothing: no charge
+    return {"input_tokens": -(-_prompt_bytes(call.body) // TOKENS_PER_BYTE_GUESS),
+            "output_tokens": meter.delivered_deltas, "requests": 1, "estimated": 1}
+
+
+def _prompt_bytes(body: dict[str, Any]) -> int:
+    prompt = body.get("messages") if "messages" in body else body.get("prompt")
+    return len(orjson.dumps(prompt)) if prompt is not None else 0
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _items(inputs: Any) -> int:
+    if isinstance(inputs, list):
+        return max(1, len(inputs))
+    if isinstance(inputs, dict) and inputs:
+        return max(len(value) if isinstance(value, list) else 1 for value in inputs.values())
+    raise InvalidInput("inputs must be a list of rows, or an object of input name to rows", param="inputs")
+
+
+def json_answer(answer: dict[str, Any], charge: Charge) -> Response:
+    headers = {"x-creditgate-cost": format_amount(charge.cost)}
+    if charge.available is not None:
+        headers["x-creditgate-balance"] = format_amount(charge.available)
+    return Response(orjson.dumps(answer), media_type="application/json", headers=headers)
+
+
+def require_inference(principal: Any) -> None:
+    if principal.org_id is None:
+        raise Forbidden("the gateway needs an organization key, not an admin key")
+    if "inference" not in principal.scopes:
+        raise Forbidden("this key lacks the 'inference' scope", param="scope")

@@ -1,0 +1,76 @@
+"""The gateway's two ledger writes per request: reserve a hold, then settle it.
+
+Both are ledger operations run by the group-commit writer (many requests per database
+transaction). They extend the ledger's own ``Reserve`` and ``Post`` so that each answer also
+carries the organization's available balance right after the write: the gateway reports it in
+``x-creditgate-balance`` without another query.
+
+Settling when the upstream reports more than was held (it should not: the hold is a true upper
+bound, see :mod:`creditgate.gateway.estimate`, but an upstream can ignore ``max_tokens`` or count
+differently): the whole hold is posted, and the excess is debited in the same operation, from any
+free grants first and then as overage against the organization's overdraft allowance. What the
+allowance cannot cover is reported as ``uncollected`` (and recorded in the usage record); the
+request is never charged less than the hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from creditgate.errors import InsufficientCredits
+from creditgate.ledger.book import Book
+from creditgate.ledger.operations import Post, Reserve, Void
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveForRequest(Reserve):
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        result = Reserve.apply(self, book, now_us, fingerprint)
+        return {**result, "available": book.available(self.scope, self.subjects, now_us)}
+
+
+@dataclass(frozen=True, slots=True)
+class SettleRequest(Post):
+    """Post ``min(cost, held)``; debit any excess in the same write (see the module docstring)."""
+
+    cost: int = 0
+    held: int = 0
+    scope: str = "inference"
+    subjects: tuple[str, ...] = ()
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        result = Post.apply(self, book, now_us, fingerprint)
+        excess = self.cost - self.actual
+        overage = uncollected = 0
+        if excess > 0:
+            try:
+                debit = book.debit(excess, self.scope, now_us, subjects=self.subjects,
+                                   ref=self.hold_id)
+                overage = excess
+                result["debit_overage"] = debit["overage"]
+            except InsufficientCredits:
+                # Book.debit checks before it changes anything, so the post above still stands.
+                uncollected = excess
+        return {**result, "excess_debited": overage, "uncollected": uncollected,
+                "available": book.available(self.scope, self.subjects, now_us)}
+
+
+@dataclass(frozen=True, slots=True)
+class VoidRequest(Void):
+    scope: str = "inference"
+    subjects: tuple[str, ...] = ()
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        result = Void.apply(self, book, now_us, fingerprint)
+        return {**result, "available": book.available(self.scope, self.subjects, now_us)}
+
+
+def settle_operation(org_id: str, hold_id: str, *, cost: int, held: int, scope: str,
+                     subjects: tuple[str, ...]) -> Post | Void:
+    """The write that closes a request's hold: a void when nothing is charged, else a post."""
+    assert cost >= 0 and held > 0
+    if cost == 0:
+        return VoidRequest(org_id, None, hold_id=hold_id, scope=scope, subjects=subjects)
+    return SettleRequest(org_id, None, hold_id=hold_id, actual=min(cost, held), cost=cost,
+                         held=held, scope=scope, subjects=subjects)

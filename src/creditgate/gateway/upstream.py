@@ -1,0 +1,149 @@
+"""Talking to OpenAI-compatible upstreams over one pooled ``httpx.AsyncClient``.
+
+Timeouts and pool limits are explicit. Upstream error answers come back as
+:class:`UpstreamFailure` carrying the upstream's status and an OpenAI-shaped body, so the
+gateway passes them through unchanged (and charges nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from creditgate.errors import UpstreamError
+from creditgate.gateway import secrets
+from creditgate.gateway.deployments import Deployment
+
+CONNECTIONS_MAX: Final = 1024
+KEEPALIVE_CONNECTIONS_MAX: Final = 256
+KEEPALIVE_EXPIRY_S: Final = 30.0
+CONNECT_TIMEOUT_S: Final = 5.0
+ERROR_BODY_BYTES_MAX: Final = 64 * 1024
+QUEUE_WAIT_MAX_S: Final = 30.0
+
+
+class UpstreamFailure(UpstreamError):
+    """An upstream answered with an error, timed out or could not be reached."""
+
+    def __init__(self, status: int, message: str, *, code: str = "upstream_error",
+                 body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
+        self.body = body
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.body is not None:
+            return self.body
+        return super().to_dict()
+
+
+class Upstreams:
+    def __init__(self) -> None:
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=CONNECTIONS_MAX,
+                                max_keepalive_connections=KEEPALIVE_CONNECTIONS_MAX,
+                                keepalive_expiry=KEEPALIVE_EXPIRY_S),
+            timeout=httpx.Timeout(60.0, connect=CONNECT_TIMEOUT_S), trust_env=False)
+        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def slot(self, deployment: Deployment) -> asyncio.Semaphore:
+        """The deployment's concurrency limit in this process."""
+        known = self._slots.get(deployment.id)
+        if known is None or known[0] != deployment.concurrency_max:
+            known = (deployment.concurrency_max, asyncio.Semaphore(deployment.concurrency_max))
+            self._slots[deployment.id] = known
+        return known[1]
+
+    @staticmethod
+    def _request(deployment: Deployment, path: str) -> tuple[str, dict[str, str], httpx.Timeout]:
+        headers = {"content-type": "application/json"}
+        api_key = secrets.resolve(deployment.api_key_env, deployment.api_key_encrypted)
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        timeout_s = deployment.timeout_ms / 1000
+        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        return f"{deployment.base_url}{path}", headers, timeout
+
+    async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url, headers, timeout = self._request(deployment, path)
+        try:
+            response = await self.client.post(url, content=orjson.dumps(body), headers=headers,
+                                              timeout=timeout)
+        except httpx.HTTPError as error:
+            raise _transport_failure(deployment, error) from None
+        if response.status_code >= 400:
+            raise _answer_failure(response.status_code, response.content)
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamFailure(502, "the upstream answered with something that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise UpstreamFailure(502, "the upstream answered with something that is not a JSON object")
+        return answer
+
+    async def stream_lines(self, deployment: Deployment, path: str,
+                           body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The upstream's SSE lines. Errors before the first line raise UpstreamFailure."""
+        url, headers, timeout = self._request(deployment, path)
+        request = self.client.build_request("POST", url, content=orjson.dumps(body), headers=headers,
+                                            timeout=timeout)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as error:
+            raise _transport_failure(deployment, error) from None
+        try:
+            if response.status_code >= 400:
+                content = await _read_limited(response)
+                raise _answer_failure(response.status_code, content)
+            try:
+                async for line in response.aiter_lines():
+                    if line:
+                        yield line.encode()
+            except httpx.HTTPError as error:
+                raise _transport_failure(deployment, error) from None
+        finally:
+            await response.aclose()
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    content = b""
+    async for chunk in response.aiter_bytes():
+        content += chunk
+        if len(content) > ERROR_BODY_BYTES_MAX:
+            break
+    return content[:ERROR_BODY_BYTES_MAX]
+
+
+def _transport_failure(deployment: Deployment, error: httpx.HTTPError) -> UpstreamFailure:
+    if isinstance(error, httpx.TimeoutException):
+        return UpstreamFailure(504, f"the upstream of {deployment.name} timed out after "
+                                    f"{deployment.timeout_ms / 1000:g} s", code="upstream_timeout")
+    return UpstreamFailure(502, f"the upstream of {deployment.name} could not be reached "
+                                f"({type(error).__name__})", code="upstream_unreachable")
+
+
+def _answer_failure(status: int, content: bytes) -> UpstreamFailure:
+    if status in (401, 403, 407):
+        # The upstream refused creditgate's credential, not the client's: a gateway problem.
+        return UpstreamFailure(502, f"the upstream refused the deployment's credential ({status})",
+                               code="upstream_auth_failed")
+    try:
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        error = parsed["error"]
+        message = str(error.get("message") or f"upstream error {status}")
+        body = {"error": {"type": error.get("type") or "upstream_error", "message": message,
+                          "param": error.get("param"), "code": error.get("code") or "upstream_error"}}
+        return UpstreamFailure(status, message, body=body)
+    text = content[:500].decode(errors="replace")
+    return UpstreamFailure(status, f"upstream error {status}: {text}")

@@ -1,0 +1,97 @@
+"""A real stack per test: a test upstream and creditgate, each served by uvicorn on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from creditgate.bootstrap import Services, bootstrap
+from creditgate.clock import ManualClock
+from creditgate.ledger.credits import parse_amount
+from tests.support.openai_upstream import create_upstream_app
+from tests.support.servers import serve
+
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+PRICES = {"input_tokens": "150", "output_tokens": "600", "per": 1000000}
+
+
+@dataclass
+class Stack:
+    services: Services
+    clock: ManualClock
+    url: str
+    upstream_url: str
+    upstream: Any
+    admin: httpx.Client
+
+    def org_with_key(self, name: str, credits: str, *, scopes: tuple[str, ...] = ("inference",),
+                     overdraft: str = "0") -> tuple[str, str, str]:
+        """A new organization holding ``credits``; answers (org id, key id, secret)."""
+        from creditgate.api import keystore
+
+        org = self.services.ledger.create_org(name, overdraft_limit=parse_amount(overdraft))
+        if parse_amount(credits):
+            self.services.ledger.grant(org.id, parse_amount(credits))
+        key, secret = keystore.create_key(self.services, kind="org", name=f"{name}-key", org_id=org.id,
+                                          scopes=list(scopes))
+        return org.id, key.id, secret
+
+    def deploy(self, **fields: Any) -> dict[str, Any]:
+        body = {"backend": "openai", "base_url": f"{self.upstream_url}/v1", "prices": PRICES, **fields}
+        response = self.admin.post("/api/v1/deployments", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def openai(self, secret: str, **options: Any) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=secret, max_retries=0, **options)
+
+    def openai_async(self, secret: str, **options: Any) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=secret, max_retries=0,
+                                  http_client=openai.DefaultAsyncHttpxClient(
+                                      limits=httpx.Limits(max_connections=300)), **options)
+
+    def usage_rows(self) -> list[dict[str, Any]]:
+        import orjson
+        from sqlalchemy import select
+
+        from creditgate.storage.tables_api import usage_records
+
+        self.services.extras["gateway"].usage.flush()
+        with self.services.database.read() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(select(usage_records).order_by(usage_records.c.id))]
+        for row in rows:
+            row["meters"] = orjson.loads(row["meters"])
+            row["tags"] = orjson.loads(row["tags"])
+        return rows
+
+
+def gateway_app(services: Services) -> Any:
+    """The REST API's app (which installs the gateway) when it exists, else the gateway alone."""
+    try:
+        from creditgate.api.app import create_app
+    except ImportError:
+        from creditgate.gateway.routes import create_gateway_app
+
+        return create_gateway_app(services)
+    return create_app(services)
+
+
+@pytest.fixture
+def stack(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.setenv("CREDITGATE_ADMIN_KEY", ADMIN_KEY)
+    monkeypatch.delenv("CREDITGATE_REDIS_URL", raising=False)
+    clock = ManualClock()
+    services = bootstrap(sqlite_url, clock=clock)
+    upstream_app = create_upstream_app()
+    with serve(upstream_app) as upstream_url, serve(gateway_app(services)) as url, \
+            httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
+        yield Stack(services, clock, url, upstream_url, upstream_app, admin)
+    services.close()

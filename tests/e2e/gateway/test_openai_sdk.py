@@ -1,0 +1,166 @@
+"""The official openai SDK against creditgate and a test upstream, both on loopback."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from creditgate.ledger.credits import format_amount, parse_amount
+from tests.e2e.gateway.conftest import Stack
+
+
+def cost(input_tokens: int, output_tokens: int) -> int:
+    """Micro-credits at 150 / 600 credits per million tokens (150 and 600 micro-credits a token)."""
+    return input_tokens * 150 + output_tokens * 600
+
+
+def test_chat_is_charged_from_upstream_usage(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt", upstream_model="mock-gpt")
+    org_id, key_id, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "hello there"}], max_tokens=50,
+        user="alice", metadata={"team": "search"}, extra_headers={"x-creditgate-tags": "env=test"})
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4 "
+    usage = completion.usage
+    expected = cost(usage.prompt_tokens, usage.completion_tokens)
+    assert raw.headers["x-creditgate-cost"] == format_amount(expected)
+    assert raw.headers["x-creditgate-balance"] == format_amount(parse_amount("10") - expected)
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.available == parse_amount("10") - expected and balance.pending == 0
+    [row] = stack.usage_rows()
+    assert row["credits"] == expected and row["key_id"] == key_id and row["model"] == "mock-gpt"
+    assert row["meters"]["input_tokens"] == usage.prompt_tokens
+    assert row["tags"]["user"] == "alice" and row["tags"]["team"] == "search" and row["tags"]["env"] == "test"
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_streaming_with_and_without_include_usage(stack: Stack, include_usage: bool) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    chunks = list(client.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "stream please"}], stream=True, **options))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "tok0 tok1 tok2 tok3 tok4 "
+    usage_chunks = [c for c in chunks if c.usage is not None]
+    assert len(usage_chunks) == (1 if include_usage else 0)
+    reported = stack.upstream.state.reported[-1]  # the gateway always asks the upstream for usage
+    expected = cost(reported["prompt_tokens"], reported["completion_tokens"])
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.available == parse_amount("10") - expected and balance.pending == 0
+
+
+def test_completions_and_embeddings(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    stack.deploy(name="mock-embed", kind="embedding")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    completion = client.completions.create(model="mock-gpt", prompt="once upon a time", max_tokens=3)
+    assert completion.choices[0].text == "tok0 tok1 tok2 "
+    embedding = client.embeddings.create(model="mock-embed", input=["a b c", "d"])
+    assert len(embedding.data) == 2
+    expected = cost(completion.usage.prompt_tokens, 3) + cost(embedding.usage.prompt_tokens, 0)
+    assert stack.services.ledger.balance(org_id).available == parse_amount("10") - expected
+
+
+def test_models_lists_what_the_key_may_use(stack: Stack) -> None:
+    org_id, _, secret = stack.org_with_key("acme", "1")
+    stack.deploy(name="mock-gpt")
+    stack.deploy(name="private-model", orgs=["org_someone_else"])
+    names = [model.id for model in stack.openai(secret).models.list()]
+    assert names == ["mock-gpt"]
+
+
+def test_insufficient_credits_is_402_not_429(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("poor", "0.01")
+    with pytest.raises(openai.APIStatusError) as caught:
+        stack.openai(secret).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=1000)
+    assert caught.value.status_code == 402
+    error = caught.value.body
+    assert error["type"] == "insufficient_credits" and error["code"] == "insufficient_credits"
+    assert error["param"] is None and error["available"] == "0.01"
+    assert "0.01 available" in error["message"] and "required" in error["message"]
+    assert stack.services.ledger.balance("poor" and org_id).pending == 0
+
+
+def test_rate_limited_key_gets_429_with_retry_after(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    _, key_id, secret = stack.org_with_key("busy", "10")
+    response = stack.admin.put(f"/api/v1/rate-limits/key:{key_id}", json={"requests_per_min": 2})
+    assert response.status_code == 200, response.text
+    client = stack.openai(secret)
+    for _ in range(2):
+        client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "x"}], max_tokens=5)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "x"}], max_tokens=5)
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+    stack.clock.advance(seconds=60)  # the next minute opens a new window
+    client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "x"}], max_tokens=5)
+
+
+def test_revoked_key_is_refused(stack: Stack) -> None:
+    from creditgate.api import keystore
+
+    stack.deploy(name="mock-gpt")
+    org_id, key_id, secret = stack.org_with_key("gone", "10")
+    keystore.revoke_key(stack.services, org_id, key_id)
+    with pytest.raises(openai.AuthenticationError):
+        stack.openai(secret).chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "x"}])
+
+
+def test_unknown_model_is_404(stack: Stack) -> None:
+    _, _, secret = stack.org_with_key("acme", "10")
+    with pytest.raises(openai.NotFoundError) as caught:
+        stack.openai(secret).chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.body["code"] == "model_not_found"
+
+
+def test_upstream_error_passes_through_and_charges_nothing(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    with pytest.raises(openai.InternalServerError) as caught:
+        stack.openai(secret).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "#error500"}])
+    assert caught.value.status_code == 500 and "the upstream broke" in str(caught.value)
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.available == parse_amount("10") and balance.pending == 0
+
+
+def test_upstream_timeout_is_504_and_free(stack: Stack) -> None:
+    stack.deploy(name="mock-slow", timeout_s=0.2)
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    with pytest.raises(openai.APIStatusError) as caught:
+        stack.openai(secret).chat.completions.create(
+            model="mock-slow", messages=[{"role": "user", "content": "#slow"}])
+    assert caught.value.status_code == 504
+    assert stack.services.ledger.balance(org_id).available == parse_amount("10")
+
+
+def test_default_cap_is_sent_upstream_and_held(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt", max_tokens_default=3)
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    completion = stack.openai(secret).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "no limit given"}])
+    assert completion.usage.completion_tokens == 3  # the upstream obeyed the cap creditgate sent
+
+
+def test_overreporting_upstream_posts_hold_and_debits_excess(stack: Stack) -> None:
+    """An upstream that reports more than was held: the hold is posted in full, the excess is
+    debited from free credits (then overdraft), and the usage record keeps the true total."""
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    raw = stack.openai(secret).chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "#overreport"}], max_tokens=2)
+    usage = raw.parse().usage
+    assert usage.completion_tokens == 100  # far above the 2 held
+    expected = cost(usage.prompt_tokens, usage.completion_tokens)
+    assert raw.headers["x-creditgate-cost"] == format_amount(expected)
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.available == parse_amount("10") - expected and balance.pending == 0
+    [row] = stack.usage_rows()
+    assert row["credits"] == expected

@@ -1,0 +1,123 @@
+"""A small OpenAI-compatible upstream for tests and the benchmark, served on loopback.
+
+Deterministic: a reply is ``reply_tokens`` words ("tok0 tok1 ..."), cut at ``max_tokens``; prompt
+tokens are the words of the prompt plus 3 per message. Directives in the prompt change behaviour:
+``#error500`` (a 500 answer), ``#overreport`` (usage far above max_tokens), ``#slow`` (sleeps
+past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE] or usage),
+``#drip`` (5 ms between stream chunks). Every usage it reports is appended to ``reported``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+REPLY_TOKENS = 5
+
+
+def _prompt(body: dict[str, Any]) -> tuple[str, int]:
+    if "messages" in body:
+        texts = [m.get("content") if isinstance(m.get("content"), str) else "" for m in body["messages"]]
+        text = " ".join(texts)
+        return text, len(text.split()) + 3 * len(texts)
+    prompt = body.get("prompt", body.get("input", ""))
+    text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+    return text, max(1, len(text.split()))
+
+
+def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
+    reported: list[dict[str, Any]] = []
+
+    def answer_error(status: int, message: str) -> Response:
+        return Response(orjson.dumps({"error": {"message": message, "type": "server_error",
+                                                "param": None, "code": "boom"}}),
+                        status_code=status, media_type="application/json")
+
+    async def generate(request: Request, kind: str) -> Response:
+        body = orjson.loads(await request.body())
+        text, prompt_tokens = _prompt(body)
+        if "#error500" in text:
+            return answer_error(500, "the upstream broke")
+        if "#slow" in text:
+            await asyncio.sleep(1)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
+        count = min(reply_tokens, limit) * (body.get("n") or 1)
+        completion_tokens = count * 50 if "#overreport" in text else count
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        created = int(time.time())
+        words = [f"tok{i} " for i in range(min(reply_tokens, limit))]
+        if body.get("stream"):
+            include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+            return StreamingResponse(_stream(kind, body["model"], words, usage, include_usage, text,
+                                             reported), media_type="text/event-stream")
+        reported.append(usage)
+        if kind == "chat":
+            choices = [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
+                        "finish_reason": "stop"}]
+        else:
+            choices = [{"index": 0, "text": "".join(words), "finish_reason": "stop"}]
+        return Response(orjson.dumps({"id": "cmpl-test", "object": "chat.completion" if kind == "chat"
+                                      else "text_completion", "created": created, "model": body["model"],
+                                      "choices": choices, "usage": usage}), media_type="application/json")
+
+    async def chat(request: Request) -> Response:
+        return await generate(request, "chat")
+
+    async def completions(request: Request) -> Response:
+        return await generate(request, "completions")
+
+    async def embeddings(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        tokens = sum(max(1, len(str(item).split())) for item in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        reported.append(usage)
+        data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))]
+        return Response(orjson.dumps({"object": "list", "data": data, "model": body["model"], "usage": usage}),
+                        media_type="application/json")
+
+    async def models(request: Request) -> Response:
+        return Response(orjson.dumps({"object": "list", "data": []}), media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
+                            Route("/v1/completions", completions, methods=["POST"]),
+                            Route("/v1/embeddings", embeddings, methods=["POST"]),
+                            Route("/v1/models", models, methods=["GET"])])
+    app.state.reported = reported
+    return app
+
+
+async def _stream(kind: str, model: str, words: list[str], usage: dict[str, Any], include_usage: bool,
+                  text: str, reported: list[dict[str, Any]]) -> Any:
+    created = int(time.time())
+    base = {"id": "chatcmpl-test", "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+            "created": created, "model": model}
+    for index, word in enumerate(words):
+        if "#cut" in text and index == 2:
+            return
+        if "#drip" in text:
+            await asyncio.sleep(0.005)
+        if kind == "chat":
+            choice = {"index": 0, "delta": {"content": word} if index else {"role": "assistant", "content": word},
+                      "finish_reason": None}
+        else:
+            choice = {"index": 0, "text": word, "finish_reason": None}
+        chunk = {**base, "choices": [choice]}
+        if include_usage:
+            chunk["usage"] = None
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+    last = {"index": 0, "delta": {}, "finish_reason": "stop"} if kind == "chat" else \
+        {"index": 0, "text": "", "finish_reason": "stop"}
+    yield b"data: " + orjson.dumps({**base, "choices": [last]}) + b"\n\n"
+    if include_usage:
+        reported.append(usage)
+        yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
