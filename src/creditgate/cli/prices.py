@@ -214,9 +214,10 @@ def list_command(
 
 def _list_card(engine: PricingEngine, at_us: int, as_json: bool) -> None:
     version = engine.card.version_at(at_us)
-    rows = [{"model": name, "prices": {m: p.to_text() for m, p in rate.prices.items()},
-             "long_context": [t.above_input_tokens for t in rate.long_context]}
-            for name, rate in sorted(version.models.items())]
+    rows: list[dict[str, Any]] = [
+        {"model": name, "prices": {m: p.to_text() for m, p in rate.prices.items()},
+         "long_context": [t.above_input_tokens for t in rate.long_context]}
+        for name, rate in sorted(version.models.items())]
     if as_json:
         print_json({"card": engine.card.name, "version": version.version,
                     "effective_from": iso(version.effective_from_us), "models": rows,

@@ -78,6 +78,22 @@ class Book:
         self.changed_hold_ids: set[str] = set()
         self.transactions: list[JournalTransaction] = []
 
+    def settle(self) -> None:
+        """Forget what was written, keeping the state: the book can serve the next batch.
+
+        Resolved holds and closed grants no longer matter to any decision, so they are dropped
+        (a later reference to one is loaded from the database again).
+        """
+        self.new_grant_ids.clear()
+        self.changed_grant_ids.clear()
+        self.new_hold_ids.clear()
+        self.changed_hold_ids.clear()
+        self.transactions.clear()
+        for hold_id in [h.id for h in self.holds.values() if h.status != "pending"]:
+            del self.holds[hold_id]
+        for grant_id in [g.id for g in self.grants.values() if g.status != "active" and g.held == 0]:
+            del self.grants[grant_id]
+
     # ----------------------------------------------------------------- reading
     def eligible(self, scope: str, subjects: tuple[str, ...], now_us: int) -> list[Grant]:
         found = [g for g in self.grants.values()

@@ -28,6 +28,7 @@ from creditgate.storage import ledger_store
 from creditgate.storage.database import Database
 
 BATCH_OPERATIONS_MAX: Final = 1024
+CACHED_BOOKS_MAX: Final = 100_000
 BATCH_RETRIES_MAX: Final = 20
 RETRY_BACKOFF_S: Final = 0.005
 
@@ -47,6 +48,9 @@ class GroupCommitWriter:
         self._start_lock = threading.Lock()
         self.batches = 0
         self.operations = 0
+        # Books of recently written organizations, reused while their organization row is
+        # unchanged (see ledger_store.load_books). Only this writer's thread touches it.
+        self._books: dict[str, Any] = {}
 
     def submit(self, operation: Operation) -> Future[dict[str, Any]]:
         """Queue an operation for a thread that will wait on the returned future."""
@@ -105,15 +109,18 @@ class GroupCommitWriter:
         for attempt in range(BATCH_RETRIES_MAX):
             try:
                 with self._database.write() as connection:
-                    outcomes = apply_batch(connection, operations, self._clock.now_us(),
-                                           lock=not self._database.is_sqlite)
+                    outcomes, books = apply_batch_cached(connection, operations, self._clock.now_us(),
+                                                  lock=not self._database.is_sqlite, cache=self._books)
+                self._remember(books)
                 break
             except (OperationalError, DBAPIError) as error:
+                self._books.clear()  # the batch's changes to cached books were rolled back
                 if attempt + 1 == BATCH_RETRIES_MAX or not _retryable(error):
                     outcomes = [error] * len(batch)
                     break
                 time.sleep(RETRY_BACKOFF_S * (attempt + 1))
             except BaseException as error:  # a bug: fail loudly to every caller
+                self._books.clear()
                 log.exception("ledger batch failed")
                 outcomes = [error] * len(batch)
                 break
@@ -130,6 +137,14 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_settle_all, settled)
             except RuntimeError:  # the loop was closed while its operations were in flight
                 pass
+
+
+    def _remember(self, books: dict[str, Any]) -> None:
+        if len(self._books) + len(books) > CACHED_BOOKS_MAX:
+            self._books.clear()
+        for org_id, book in books.items():
+            book.settle()
+            self._books[org_id] = book
 
 
 def _settle_one(future: Any, outcome: Any) -> None:
@@ -153,13 +168,24 @@ def _retryable(error: DBAPIError) -> bool:
 
 
 def apply_batch(connection: Any, operations: list[Operation], now_us: int, *, lock: bool) -> list[Any]:
-    """Apply operations in order against freshly loaded books; return a result or error for each."""
+    """Apply operations in order inside the caller's transaction; a result or error for each.
+
+    For callers that must write other rows atomically with the ledger operations (usage
+    ingestion writes its dedup rows in the same transaction).
+    """
+    outcomes, _ = apply_batch_cached(connection, operations, now_us, lock=lock, cache=None)
+    return outcomes
+
+
+def apply_batch_cached(connection: Any, operations: list[Operation], now_us: int, *, lock: bool,
+                       cache: dict[str, Any] | None) -> tuple[list[Any], dict[str, Any]]:
+    """Apply operations in order against current books; the outcomes and the books used."""
     keys = {(op.org_id, op.idempotency_key) for op in operations if op.idempotency_key}
     replays = ledger_store.find_replays(connection, keys)
     hold_ids = [hold_id for op in operations for hold_id in op.hold_ids()]
     grant_ids = [grant_id for op in operations for grant_id in op.grant_ids()]
     books = ledger_store.load_books(connection, {op.org_id for op in operations}, hold_ids=hold_ids,
-                                    grant_ids=grant_ids, now_us=now_us, lock=lock)
+                                    grant_ids=grant_ids, now_us=now_us, lock=lock, cache=cache)
     for book in books.values():
         book.expire_due_holds(now_us)
     seen: dict[tuple[str, str], tuple[str, str, Any]] = {}
@@ -194,7 +220,7 @@ def apply_batch(connection: Any, operations: list[Operation], now_us: int, *, lo
             seen[(op.org_id, op.idempotency_key)] = (op.kind, fingerprint or "", result)
         outcomes.append(result)
     ledger_store.save_books(connection, books.values())
-    return outcomes
+    return outcomes, books
 
 
 def _loads(text: str) -> Any:

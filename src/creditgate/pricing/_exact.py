@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from math import gcd
 from typing import Any, Final
 
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from creditgate.errors import InvalidInput
 
@@ -188,7 +188,7 @@ def format_ratio(value: Ratio, *, places_max: int = 12) -> str:
 
 
 # --------------------------------------------------------------------------- float-free loaders
-class _ExactLoader(yaml.SafeLoader):
+class _ExactLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]
     """A YAML loader that keeps floats and timestamps as strings.
 
     YAML would read ``price: 2.50`` as a float and ``effective_from: 2025-01-01T00:00:00Z`` as a

@@ -77,7 +77,7 @@ class RolloverPolicy:
         return self.kind
 
     def to_dict(self) -> dict[str, str]:
-        data = {"kind": self.kind}
+        data: dict[str, str] = {"kind": self.kind}
         if self.cap_credits is not None:
             data["cap_credits"] = format_amount(self.cap_credits)
         if self.cap_percent is not None:
@@ -88,7 +88,7 @@ class RolloverPolicy:
     def parse(cls, value: Any, *, field: str = "rollover") -> RolloverPolicy:
         """``none``, ``full``, ``{capped_amount: "500"}`` or ``{capped_percent: "20"}``."""
         if value is None or value in ("none", "full"):
-            return cls(value or "none")  # type: ignore[arg-type]
+            return cls(value or "none")
         if isinstance(value, Mapping) and len(value) == 1:
             (kind, cap), = value.items()
             if kind == "capped_amount":

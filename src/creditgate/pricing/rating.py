@@ -150,12 +150,12 @@ class _Compiled:
         self.prompt_max: list[int] = []
         self.completion_max: list[int] = []
         self.request_max: list[int] = []
-        for prices in numerators:
-            self.prompt_max.append(max([prices.get(m, 0) for m in prompt_meters]
+        for price_set in numerators:
+            self.prompt_max.append(max([price_set.get(m, 0) for m in prompt_meters]
                                        + self.prompt_max[-1:]))
-            self.completion_max.append(max([prices.get(m, 0) for m in completion_meters]
+            self.completion_max.append(max([price_set.get(m, 0) for m in completion_meters]
                                            + self.completion_max[-1:]))
-            self.request_max.append(max([prices.get("requests", 0)] + self.request_max[-1:]))
+            self.request_max.append(max([price_set.get("requests", 0)] + self.request_max[-1:]))
 
     def window(self, at_us: int) -> tuple[Ratio, tuple[AppliedRule, ...]]:
         bucket = at_us // WINDOW_BUCKET_US

@@ -122,8 +122,15 @@ def _marks(count: int) -> str:
 
 
 def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: Iterable[str],
-               grant_ids: Iterable[str], now_us: int, lock: bool) -> dict[str, Book]:
-    """Load the books of ``org_ids``; on PostgreSQL lock their rows (in id order, no deadlocks)."""
+               grant_ids: Iterable[str], now_us: int, lock: bool,
+               cache: dict[str, Book] | None = None) -> dict[str, Book]:
+    """Load the books of ``org_ids``; on PostgreSQL lock their rows (in id order, no deadlocks).
+
+    A book in ``cache`` is reused when its organization row is unchanged: every ledger write
+    advances the organization's chain, so an equal row (read under the lock) proves that no
+    other process has touched the organization's grants or holds since. A cached book holds every
+    pending hold of its organization.
+    """
     driver = Driver(connection)
     ordered = sorted(org_ids)
     lock_clause = " FOR UPDATE" if lock else ""
@@ -132,22 +139,47 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
         ordered)}
     if not org_rows:
         return {}
-    found = list(org_rows)
-    wanted_grants = sorted(set(grant_ids))
-    extra = f" OR id IN ({_marks(len(wanted_grants))})" if wanted_grants else ""
-    grant_rows: dict[str, list[Grant]] = {org_id: [] for org_id in found}
-    for row in driver.all(
-            f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(found))}) "
-            f"AND (status = 'active' OR held > 0{extra})", [*found, *wanted_grants]):
-        grant_rows[row[1]].append(grant_from_row(row))
-    wanted_holds = sorted(set(hold_ids))
-    extra = f" OR id IN ({_marks(len(wanted_holds))})" if wanted_holds else ""
-    hold_rows: dict[str, list[Hold]] = {org_id: [] for org_id in found}
-    for row in driver.all(
-            f"SELECT {HOLD_COLUMNS} FROM holds WHERE org_id IN ({_marks(len(found))}) "
-            f"AND ((status = 'pending' AND expires_at_us <= ?){extra})", [*found, now_us, *wanted_holds]):
-        hold_rows[row[1]].append(hold_from_row(row))
-    return {org_id: Book(org, grant_rows[org_id], hold_rows[org_id]) for org_id, org in org_rows.items()}
+    books: dict[str, Book] = {}
+    missing: list[str] = []
+    for org_id, org in org_rows.items():
+        cached = cache.get(org_id) if cache is not None else None
+        if cached is not None and cached.org == org:
+            books[org_id] = cached
+        else:
+            missing.append(org_id)
+    wanted_grants = {g for g in grant_ids if not any(g in book.grants for book in books.values())}
+    wanted_holds = {h for h in hold_ids if not any(h in book.holds for book in books.values())}
+    grant_rows: dict[str, list[Grant]] = {org_id: [] for org_id in org_rows}
+    hold_rows: dict[str, list[Hold]] = {org_id: [] for org_id in org_rows}
+    if missing:
+        for row in driver.all(
+                f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
+                "AND (status = 'active' OR held > 0)", missing):
+            grant_rows[row[1]].append(grant_from_row(row))
+        for row in driver.all(
+                f"SELECT {HOLD_COLUMNS} FROM holds WHERE org_id IN ({_marks(len(missing))}) "
+                "AND status = 'pending'", missing):
+            hold_rows[row[1]].append(hold_from_row(row))
+    if wanted_grants:
+        for row in driver.all(f"SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({_marks(len(wanted_grants))})",
+                              sorted(wanted_grants)):
+            if row[1] in grant_rows and all(g.id != row[0] for g in grant_rows[row[1]]):
+                grant_rows[row[1]].append(grant_from_row(row))
+    if wanted_holds:
+        for row in driver.all(f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
+                              sorted(wanted_holds)):
+            if row[1] in hold_rows and all(h.id != row[0] for h in hold_rows[row[1]]):
+                hold_rows[row[1]].append(hold_from_row(row))
+    for org_id in missing:
+        books[org_id] = Book(org_rows[org_id], grant_rows[org_id], hold_rows[org_id])
+    for org_id, book in books.items():
+        if org_id in missing:
+            continue
+        for grant in grant_rows[org_id]:
+            book.grants.setdefault(grant.id, grant)
+        for hold in hold_rows[org_id]:
+            book.holds.setdefault(hold.id, hold)
+    return books
 
 
 def find_replays(connection: Connection, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Any]:

@@ -37,12 +37,12 @@ def statement_sums(billing: Billing, org_id: str) -> dict[str, int]:
     sums: dict[str, int] = defaultdict(int)
     for item in reversed(billing.list_statements(org_id, limit=1000)):
         body = billing.statement(org_id, item["id"])["statement"]
-        sums["credits_in"] += parse_amount(body["credits_in"]["total"])
-        sums["usage"] += parse_amount(body["usage"]["total"])
-        sums["breakage"] += parse_amount(body["breakage"]["total"])
-        sums["forfeited"] += parse_amount(body["forfeited"]["total"])
-        sums["rolled_out"] += parse_amount(body["rollovers"]["out"])
-        sums["rolled_in"] += parse_amount(body["rollovers"]["in"])
+        sums["credits_in"] += parse_amount(body["credits_in"]["total"], allow_negative=True)
+        sums["usage"] += parse_amount(body["usage"]["total"], allow_negative=True)
+        sums["breakage"] += parse_amount(body["breakage"]["total"], allow_negative=True)
+        sums["forfeited"] += parse_amount(body["forfeited"]["total"], allow_negative=True)
+        sums["rolled_out"] += parse_amount(body["rollovers"]["out"], allow_negative=True)
+        sums["rolled_in"] += parse_amount(body["rollovers"]["in"], allow_negative=True)
     return dict(sums)
 
 

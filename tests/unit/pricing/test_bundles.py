@@ -6,6 +6,7 @@ import inspect
 from decimal import Decimal
 
 import pytest
+from tests.unit.pricing.conftest import FIXTURES, at
 
 from creditgate.errors import InvalidInput
 from creditgate.ledger.credits import parse_amount
@@ -18,7 +19,6 @@ from creditgate.pricing import (
 )
 from creditgate.pricing._exact import load_yaml_exact
 from creditgate.pricing.samples import sample_bundles
-from tests.unit.pricing.conftest import FIXTURES, at
 
 DAY_US = 86_400 * 1_000_000
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.unit.pricing.conftest import FIXTURES
 from typer.testing import CliRunner
 
 from creditgate.cli.prices import app
-from tests.unit.pricing.conftest import FIXTURES
 
 runner = CliRunner()
 WHEN = "2025-08-04T16:00:00Z"  # noon in New York: no off-peak window on the sample card

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from tests.unit.pricing.conftest import FIXTURES
 
 from creditgate.errors import InvalidInput
 from creditgate.ledger.credits import parse_amount
@@ -21,7 +22,6 @@ from creditgate.pricing import (
 )
 from creditgate.pricing._exact import load_yaml_exact
 from creditgate.pricing.samples import sample_bundles, sample_price_sheet, sample_workload
-from tests.unit.pricing.conftest import FIXTURES
 
 
 def fixture_sheet() -> PriceSheet:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from tests.unit.pricing.conftest import FIXTURES, at
 
 from creditgate.errors import InvalidInput
 from creditgate.pricing import (
@@ -19,7 +20,6 @@ from creditgate.pricing import (
     load_card_text,
     validate_versions,
 )
-from tests.unit.pricing.conftest import FIXTURES, at
 
 GPT = {"gpt-4o": ModelRate("gpt-4o", {"input_tokens": UnitPrice(Decimal(250), 1_000_000)})}
 
@@ -133,22 +133,22 @@ def test_bad_prices_in_a_card_document_name_the_field(price: str, message: str) 
     assert "models.m.input_tokens" in raised.value.param
 
 
+ONE_VERSION = "card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01T00:00:00Z', "
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("card: c\nversions: [", "malformed YAML at line"),
     ("card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01', models: {}}",
      "has no timezone"),
-    ("card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01T00:00:00Z', models: {},"
-     " rules: [{kind: surge, name: s}]}", "cap: required"),
-    ("card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01T00:00:00Z', models: {},"
-     " rules: [{kind: time_window, name: t, timezone: Mars/Olympus, hours: '1-2',"
-     " multiplier: '2'}]}", "unknown timezone 'Mars/Olympus'"),
-    ("card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01T00:00:00Z', models: {},"
-     " rules: [{kind: lottery, name: l}]}", "kind: must be one of"),
-    ("card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01T00:00:00Z', models: {},"
-     " colour: blue}", "colour: unknown field"),
-    ("card: c\nversions:\n  - {version: 1, effective_from: '2025-01-01T00:00:00Z', models: {},"
-     " rules: [{kind: volume_tiers, name: v, mode: graduated, meters: [input_tokens],"
-     " tiers: [{above: 5, multiplier: '1'}]}]}", "first tier must start above 0"),
+    (ONE_VERSION + "models: {}, rules: [{kind: surge, name: s}]}", "cap: required"),
+    (ONE_VERSION + "models: {}, rules: [{kind: time_window, name: t, timezone: Mars/Olympus, "
+                   "hours: '1-2', multiplier: '2'}]}", "unknown timezone 'Mars/Olympus'"),
+    (ONE_VERSION + "models: {}, rules: [{kind: lottery, name: l}]}", "kind: must be one of"),
+    (ONE_VERSION + "models: {}, colour: blue}", "colour: unknown field"),
+    (ONE_VERSION + "models: {}, rules: [{kind: volume_tiers, name: v, mode: graduated, "
+                   "meters: [input_tokens], tiers: [{above: 5, multiplier: '1'}]}]}",
+     "first tier must start above 0"),
+    ("cards: c\nversions: []", "cards: unknown field"),
 ])
 def test_malformed_card_documents_are_rejected(text: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tests.unit.pricing.conftest import FIXTURES
 
 from creditgate.errors import InvalidInput
 from creditgate.ledger.credits import parse_amount
@@ -21,7 +22,6 @@ from creditgate.pricing import (
     sheet_to_rate_card,
 )
 from creditgate.pricing.sheet_import import import_sheet
-from tests.unit.pricing.conftest import FIXTURES
 
 USD = ConversionRate("USD", Decimal(100))
 PER_1M = 1_000_000
@@ -52,7 +52,7 @@ def test_litellm_floats_are_read_as_exact_decimals() -> None:
     sheet = PriceSheet(import_litellm(text("litellm_prices.json")).entries)
     # The float 3e-07 is really 2.99999999999999986e-07 and 2.25e-05 * 1000 * 1000 computes
     # 22.500000000000004; read as decimals they are exactly 0.3 and 22.5 per 1M tokens.
-    assert Decimal(3e-07) != Decimal("3e-07")
+    assert Decimal.from_float(3e-07) != Decimal("3e-07")
     assert 2.25e-05 * 1000 * 1000 != 22.5
     assert sheet.get("claude-sonnet-4-20250514").prices["cached_input_tokens"] == price("0.3")
     (tier,) = sheet.get("claude-sonnet-4-20250514").long_context

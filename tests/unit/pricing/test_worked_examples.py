@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from tests.unit.pricing.conftest import at
 
 from creditgate.errors import InvalidInput, NotFound
 from creditgate.ledger.credits import parse_amount
@@ -25,7 +26,6 @@ from creditgate.pricing import (
     VolumeTierRule,
 )
 from creditgate.pricing.samples import sample_engine
-from tests.unit.pricing.conftest import at
 
 
 def credits(text: str) -> int:
