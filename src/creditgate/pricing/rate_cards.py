@@ -31,6 +31,7 @@ VERSIONS_PER_CARD_MAX: Final = 10_000
 MODELS_PER_VERSION_MAX: Final = 50_000
 LONG_CONTEXT_TIERS_MAX: Final = 8
 OVERRIDES_MAX: Final = 100_000
+_FOREVER: Final = 1 << 62  # beyond any instant in epoch microseconds
 
 
 def _frozen(mapping: Mapping[str, UnitPrice]) -> Mapping[str, UnitPrice]:
@@ -262,7 +263,7 @@ class OrgOverride:
 class Overrides:
     """Validated overrides indexed by (org, model); model None means all models of the org."""
 
-    __slots__ = ("_by_key", "items", "orgs")
+    __slots__ = ("_by_key", "_candidates", "items", "orgs")
 
     def __init__(self, overrides: Iterable[OrgOverride] = (), *,
                  registry: MeterRegistry = DEFAULT_METERS) -> None:
@@ -283,14 +284,25 @@ class Overrides:
                                        param="overrides")
         self._by_key = {key: tuple(group) for key, group in by_key.items()}
         self.orgs = frozenset(org for org, _ in self._by_key)
+        # (org, model) -> the overrides that may apply with their windows, most specific first.
+        # Filled lazily: lookups happen once per rated record.
+        self._candidates: dict[tuple[str, str], tuple[tuple[int, int, OrgOverride], ...]] = {}
 
     def find(self, org: str | None, model: str, at_us: int) -> OrgOverride | None:
         if org is None or org not in self.orgs:
             return None
-        for key in ((org, model), (org, None)):
-            for override in self._by_key.get(key, ()):
-                if override.active_at(at_us):
-                    return override
+        key = (org, model)
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            if len(self._candidates) >= OVERRIDES_MAX:
+                self._candidates.clear()
+            candidates = self._candidates[key] = tuple(
+                (-_FOREVER if o.effective_from_us is None else o.effective_from_us,
+                 _FOREVER if o.effective_until_us is None else o.effective_until_us, o)
+                for o in (*self._by_key.get((org, model), ()), *self._by_key.get((org, None), ())))
+        for start, end, override in candidates:
+            if start <= at_us < end:
+                return override
         return None
 
 

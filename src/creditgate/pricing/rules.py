@@ -321,7 +321,10 @@ class VolumeTierRule:
             return None
         if self.mode == "volume" or quantity == 0:
             return self._records[self._tier_of(prior + quantity)]
-        first, last = self._tier_of(prior + 1), self._tier_of(prior + quantity)
+        # The tiers of units prior + 1 and prior + quantity (see _tier_of), inlined: this runs
+        # once per rated record of an organization past its first tier.
+        first = bisect_right(self._above, prior) - 1
+        last = bisect_right(self._above, prior + quantity - 1) - 1
         if first == last:
             return self._records[first]
         numerator = 0

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection
 
 from creditgate.storage.database import Database
-from creditgate.storage.ledger_store import Driver
+from creditgate.usage._sql import Sql
 
 HOUR_US: Final = 3_600_000_000
 CREDITS_METER: Final = "$credits"
@@ -27,11 +27,10 @@ NO_VALUE: Final = ""
 
 _INSERT_RECORD: Final = (
     "INSERT INTO usage_records (org_id, project_id, key_id, model, meters, tags, credits, at_us, "
-    "latency_ms, source, event_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
-_UPSERT_ROLLUP: Final = (
-    "INSERT INTO usage_rollup_hourly (org_id, dimension, hour_us, value, meter, quantity) "
-    "VALUES (?,?,?,?,?,?) ON CONFLICT (org_id, dimension, hour_us, value, meter) "
-    "DO UPDATE SET quantity = usage_rollup_hourly.quantity + excluded.quantity")
+    "latency_ms, source, event_id)")
+_UPSERT_ROLLUP: Final = "INSERT INTO usage_rollup_hourly (org_id, dimension, hour_us, value, meter, quantity)"
+_ADD_ON_CONFLICT: Final = ("ON CONFLICT (org_id, dimension, hour_us, value, meter) "
+                           "DO UPDATE SET quantity = usage_rollup_hourly.quantity + excluded.quantity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +62,11 @@ def insert_usage(connection: Connection, rows: Sequence[UsageRow]) -> None:
     """Store ``rows`` and their rollups inside the caller's write transaction."""
     if not rows:
         return
-    driver = Driver(connection)
-    driver.many(_INSERT_RECORD, [
+    sql = Sql(connection)
+    sql.insert(_INSERT_RECORD, 11, [
         (row.org_id, row.project_id, row.key_id, row.model, _json(row.meters), _json(row.tags),
          row.credits, row.at_us, row.latency_ms, row.source, row.event_id) for row in rows])
-    driver.many(_UPSERT_ROLLUP, rollup_rows(rows))
+    sql.insert(_UPSERT_ROLLUP, 6, rollup_rows(rows), _ADD_ON_CONFLICT)
 
 
 def rollup_rows(rows: Iterable[UsageRow]) -> list[tuple[str, str, int, str, str, int]]:
