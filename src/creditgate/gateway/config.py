@@ -17,7 +17,6 @@ class GatewayConfig:
     deployment_cache_ttl_s: float = 2.0
     limits_cache_ttl_s: float = 2.0
     onnx_threads: int = 2
-    usage_flush_interval_s: float = 0.05
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -26,7 +25,6 @@ class GatewayConfig:
             deployment_cache_ttl_s=float(os.environ.get("CREDITGATE_DEPLOYMENT_CACHE_TTL_S", "2")),
             limits_cache_ttl_s=float(os.environ.get("CREDITGATE_LIMITS_CACHE_TTL_S", "2")),
             onnx_threads=int(os.environ.get("CREDITGATE_ONNX_THREADS", "2")),
-            usage_flush_interval_s=float(os.environ.get("CREDITGATE_USAGE_FLUSH_S", "0.05")),
         )
 
 

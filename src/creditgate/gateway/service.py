@@ -13,7 +13,7 @@ from creditgate.gateway.limits import MemoryRateLimiter, RateLimiter, RedisRateL
 from creditgate.gateway.local_models import LocalModels
 from creditgate.gateway.pipeline import Pipeline, require_inference
 from creditgate.gateway.upstream import Upstreams
-from creditgate.gateway.usage import Sink, UsageRecorder, table_sink
+from creditgate.gateway.usage import LedgerBatchedRecorder, write_usage_rows
 
 log = logging.getLogger(__name__)
 EXTRA_NAME = "gateway"
@@ -28,7 +28,7 @@ class Gateway(Pipeline):
         self.limit_store = LimitStore(services.database, services.clock,
                                       cache_ttl_s=self.config.limits_cache_ttl_s)
         self.local_models = LocalModels(self.deployments.model_bytes, threads=self.config.onnx_threads)
-        self.usage = UsageRecorder(_usage_sink(services), flush_interval_s=self.config.usage_flush_interval_s)
+        self.usage = LedgerBatchedRecorder(services.ledger.writer, write_usage_rows)
         self._authenticate = _authenticator()
         # Loop-bound clients are made on first use, inside the server's event loop.
         self._limiter: RateLimiter | None = None
@@ -87,15 +87,3 @@ def _authenticator() -> Any:
     from creditgate.api.auth import authenticate
 
     return authenticate
-
-
-def _usage_sink(services: Any) -> Sink:
-    """The REST API's usage writer when it is installed, else rows straight into the table."""
-    try:
-        from creditgate.api import usage as api_usage
-    except ImportError:
-        return table_sink(services.database)
-    writer = getattr(api_usage, "record_gateway_usage", None)
-    if writer is None:
-        return table_sink(services.database)
-    return lambda batch: writer(services, batch)  # type: ignore[no-any-return]

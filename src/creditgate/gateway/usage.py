@@ -1,26 +1,21 @@
 """Usage records of gateway requests, written in batches off the hot path.
 
-The request path only appends a record to an in-memory queue; one thread drains it every
-``flush_interval_s`` (or when ``batch_records_max`` are waiting) and hands the batch to the REST
-API's usage writer (``creditgate.api.usage``), which also maintains the hourly rollups. When that
-writer is not installed, rows go straight into ``usage_records``.
+The request path only appends a record to an in-memory list; the ledger's group-commit writer
+stores the waiting records (and their hourly rollups, see ``creditgate.usage.records``) inside
+its next batch transaction.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-import orjson
-
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS_MAX: Final = 1000
-FLUSH_INTERVAL_S: Final = 0.05
 QUEUE_RECORDS_MAX: Final = 100_000
 TAGS_MAX: Final = 32
 TAG_LENGTH_MAX: Final = 200
@@ -40,9 +35,6 @@ class UsageRecord:
     at_us: int
     status: str = "ok"  # ok, error, partial (stream cut short)
     details: dict[str, Any] = field(default_factory=dict)
-
-
-Sink = Callable[[list[UsageRecord]], None]
 
 
 def parse_tags(header: str | None, body: dict[str, Any]) -> dict[str, str]:
@@ -65,85 +57,84 @@ def parse_tags(header: str | None, body: dict[str, Any]) -> dict[str, str]:
     return dict(list(tags.items())[:TAGS_MAX])
 
 
-class UsageRecorder:
-    def __init__(self, sink: Sink, *, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
-        self._sink = sink
-        self._flush_interval_s = flush_interval_s
-        self._queue: queue.Queue[UsageRecord | None] = queue.Queue(maxsize=QUEUE_RECORDS_MAX)
-        self._thread = threading.Thread(target=self._run, name="creditgate-usage-writer", daemon=True)
-        self._thread.start()
-        self._idle = threading.Event()
-        self._idle.set()
+class LedgerBatchedRecorder:
+    """Usage records written inside the ledger writer's own transactions.
+
+    One process then has one writer to the database, so the ledger never waits for SQLite's
+    write lock behind a second writer thread (that wait, with SQLite's sleeping busy handler,
+    cost tens of milliseconds per request). Records ride in the batch that follows their
+    request's settlement; a poke asks for one when nothing else is queued.
+    """
+
+    def __init__(self, writer: Any, write_rows: Callable[[Any, list[UsageRecord]], None]) -> None:
+        self._writer = writer
+        self._write_rows = write_rows
+        self._lock = threading.Lock()
+        self._waiting: list[UsageRecord] = []
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
         self.dropped = 0
+        writer.add_side_writer(self)
 
     def record(self, usage: UsageRecord) -> None:
-        try:
-            self._idle.clear()
-            self._queue.put_nowait(usage)
-        except queue.Full:
-            # Credits are already settled in the ledger; only the detail row is lost.
-            self.dropped += 1
-            log.error("usage queue full: a usage record was dropped")
+        with self._lock:
+            if len(self._waiting) >= QUEUE_RECORDS_MAX:
+                self.dropped += 1
+                log.error("usage queue full: a usage record was dropped")
+                return
+            self._waiting.append(usage)
+            first = len(self._waiting) == 1
+        if first:
+            self._writer.poke()
+
+    # SideWriter protocol, called on the ledger writer's thread.
+    def drain(self) -> list[Any]:
+        with self._lock:
+            items, self._waiting = self._waiting[:BATCH_RECORDS_MAX], self._waiting[BATCH_RECORDS_MAX:]
+            self._in_flight += len(items)
+            more = bool(self._waiting)
+        if more:
+            self._writer.poke()
+        return items
+
+    def write(self, connection: Any, items: list[Any]) -> None:
+        self._write_rows(connection, items)
+
+    def restore(self, items: list[Any]) -> None:
+        with self._lock:
+            self._waiting[:0] = items
+            self._in_flight -= len(items)
+        self._writer.poke()
+
+    def committed(self) -> None:
+        with self._lock:
+            self._in_flight = 0
+            if not self._waiting:
+                self._idle.notify_all()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything recorded so far is written (tests, shutdown)."""
-        return self._queue.unfinished_tasks == 0 or self._wait_idle(timeout_s)
-
-    def _wait_idle(self, timeout_s: float) -> bool:
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self._queue.unfinished_tasks == 0
+        with self._lock:
+            if not self._waiting and not self._in_flight:
+                return True
+        self._writer.poke()
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._waiting and not self._in_flight, timeout_s)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch: list[UsageRecord] = []
-            stop = first is None
-            if first is not None:
-                batch.append(first)
-            while not stop and len(batch) < BATCH_RECORDS_MAX:
-                try:
-                    item = self._queue.get(timeout=self._flush_interval_s if len(batch) < 16 else 0)
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            if batch:
-                try:
-                    self._sink(batch)
-                except Exception:
-                    log.exception("writing %d usage records failed", len(batch))
-            for _ in range(len(batch) + (1 if stop else 0)):
-                self._queue.task_done()
-            if stop:
-                return
+        self.flush()
 
 
-def table_sink(database: Any) -> Sink:
-    """Write straight into ``usage_records`` (used when the API's usage writer is absent)."""
-    from sqlalchemy import insert
+def write_usage_rows(connection: Any, batch: list[UsageRecord]) -> None:
+    """Store gateway records (and their hourly rollups) inside the caller's transaction."""
+    from creditgate.usage.records import UsageRow, insert_usage
 
-    from creditgate.storage.tables_api import usage_records
-
-    def write(batch: list[UsageRecord]) -> None:
-        rows = [{"org_id": record.org_id, "project_id": record.project_id, "key_id": record.key_id,
-                 "model": record.model, "meters": orjson.dumps(record.meters).decode(),
-                 "tags": orjson.dumps({**record.tags, "deployment": record.deployment}).decode(),
-                 "credits": record.credits, "at_us": record.at_us, "latency_ms": record.latency_ms,
-                 "source": "gateway", "event_id": None} for record in batch]
-        with database.write() as connection:
-            connection.execute(insert(usage_records), rows)
-
-    return write
+    insert_usage(connection, [
+        UsageRow(org_id=record.org_id, model=record.model, meters=record.meters, credits=record.credits,
+                 at_us=record.at_us, project_id=record.project_id, key_id=record.key_id,
+                 tags={**record.tags, "deployment": record.deployment}, latency_ms=record.latency_ms,
+                 source="gateway")
+        for record in batch])
 
 
 def as_dict(record: UsageRecord) -> dict[str, Any]:

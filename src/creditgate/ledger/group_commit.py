@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -34,6 +34,17 @@ RETRY_BACKOFF_S: Final = 0.005
 
 log = logging.getLogger(__name__)
 _STOP: Final = object()
+_FLUSH: Final = object()
+
+
+class SideWriter(Protocol):
+    """Rows that ride along in the ledger's batches (usage records), so that one process never
+    has two writers competing for SQLite's write lock."""
+
+    def drain(self) -> list[Any]: ...
+    def write(self, connection: Any, items: list[Any]) -> None: ...
+    def restore(self, items: list[Any]) -> None: ...
+    def committed(self) -> None: ...
 
 
 class GroupCommitWriter:
@@ -51,6 +62,15 @@ class GroupCommitWriter:
         # Books of recently written organizations, reused while their organization row is
         # unchanged (see ledger_store.load_books). Only this writer's thread touches it.
         self._books: dict[str, Any] = {}
+        self._side_writers: list[SideWriter] = []
+
+    def add_side_writer(self, side_writer: SideWriter) -> None:
+        self._side_writers.append(side_writer)
+
+    def poke(self) -> None:
+        """Ask for a batch soon even if no operation is waiting (side writers have rows)."""
+        self._ensure_started()
+        self._queue.put(_FLUSH)
 
     def submit(self, operation: Operation) -> Future[dict[str, Any]]:
         """Queue an operation for a thread that will wait on the returned future."""
@@ -88,7 +108,7 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is _STOP:
                 return
-            batch = [first]
+            batch = [] if first is _FLUSH else [first]
             stop = False
             while len(batch) < self._batch_max:
                 try:
@@ -98,29 +118,43 @@ class GroupCommitWriter:
                 if item is _STOP:
                     stop = True
                     break
-                batch.append(item)
+                if item is not _FLUSH:
+                    batch.append(item)
             self._process(batch)
             if stop:
+                self._process([])  # what side writers still hold
                 return
 
     def _process(self, batch: list[tuple[Operation, Any, Any]]) -> None:
         operations = [operation for operation, _, _ in batch]
         outcomes: list[Any] = []
         for attempt in range(BATCH_RETRIES_MAX):
+            riders = [(side, side.drain()) for side in self._side_writers]
+            riders = [(side, items) for side, items in riders if items]
+            if not operations and not riders:
+                return
             try:
                 with self._database.write() as connection:
                     outcomes, books = apply_batch_cached(connection, operations, self._clock.now_us(),
-                                                  lock=not self._database.is_sqlite, cache=self._books)
+                                                         lock=not self._database.is_sqlite, cache=self._books)
+                    for side, items in riders:
+                        side.write(connection, items)
                 self._remember(books)
+                for side, _ in riders:
+                    side.committed()
                 break
             except (OperationalError, DBAPIError) as error:
                 self._books.clear()  # the batch's changes to cached books were rolled back
+                for side, items in riders:
+                    side.restore(items)
                 if attempt + 1 == BATCH_RETRIES_MAX or not _retryable(error):
                     outcomes = [error] * len(batch)
                     break
                 time.sleep(RETRY_BACKOFF_S * (attempt + 1))
             except BaseException as error:  # a bug: fail loudly to every caller
                 self._books.clear()
+                for side, items in riders:
+                    side.restore(items)
                 log.exception("ledger batch failed")
                 outcomes = [error] * len(batch)
                 break
@@ -180,6 +214,8 @@ def apply_batch(connection: Any, operations: list[Operation], now_us: int, *, lo
 def apply_batch_cached(connection: Any, operations: list[Operation], now_us: int, *, lock: bool,
                        cache: dict[str, Any] | None) -> tuple[list[Any], dict[str, Any]]:
     """Apply operations in order against current books; the outcomes and the books used."""
+    if not operations:
+        return [], {}
     keys = {(op.org_id, op.idempotency_key) for op in operations if op.idempotency_key}
     replays = ledger_store.find_replays(connection, keys)
     hold_ids = [hold_id for op in operations for hold_id in op.hold_ids()]

@@ -320,7 +320,8 @@ class VolumeTierRule:
         if prior + quantity <= self.free_below:
             return None
         if self.mode == "volume" or quantity == 0:
-            return self._records[self._tier_of(prior + quantity)]
+            total = prior + quantity  # the tier of the total-th unit, as in _tier_of
+            return self._records[bisect_right(self._above, total - 1) - 1 if total > 0 else 0]
         # The tiers of units prior + 1 and prior + quantity (see _tier_of), inlined: this runs
         # once per rated record of an organization past its first tier.
         first = bisect_right(self._above, prior) - 1

@@ -208,9 +208,13 @@ def _write(connection: Connection, priced: list[_Priced], now_us: int,
                                "status": "rejected", "reason": item.reason, "message": item.message}
     accepted = [item for item in fresh if id(item) not in refused_ids]
     insert_usage(connection, [_row(item.event, item.credits) for item in accepted])
+    shown: dict[int, str] = {}  # charges repeat within a batch; format each amount once
     for item in accepted:
+        text = shown.get(item.credits)
+        if text is None:
+            text = shown[item.credits] = format_amount(item.credits)
         outcome[item.index] = {"id": item.event.event_id, "source": item.event.source,
-                               "status": "accepted", "credits": format_amount(item.credits)}
+                               "status": "accepted", "credits": text}
 
 
 def _claim(driver: Sql, priced: list[_Priced], now_us: int) -> set[tuple[str, str]]:

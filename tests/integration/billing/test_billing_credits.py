@@ -153,3 +153,36 @@ def test_training_overage_uses_the_overdraft(billing: Billing, ledger: Ledger) -
     step = billing.training.report(org.id, job["id"], credits("20"))
     assert step["stop"] and step["credits_booked"] == "14" and step["credits_unbooked"] == "6"
     assert ledger.balance(org.id, scope="training").debt == credits("4")
+
+
+def test_trial_is_never_granted_twice_under_concurrency(billing: Billing, ledger: Ledger) -> None:
+    org = ledger.create_org("trial-race")
+    billing.trials.configure(credits("5"), 3)
+    barrier = threading.Barrier(6)
+    granted: list[str | None] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            granted.append(billing.trials.grant_if_configured(org.id))
+        except Conflict:
+            granted.append(None)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([g for g in granted if g]) == 1
+    assert len([g for g in ledger.list_grants(org.id) if g.kind == "trial"]) == 1
+
+
+def test_billing_demo_expires_one_grant_and_rolls_another_under_its_cap(billing: Billing,
+                                                                        clock: ManualClock) -> None:
+    from creditgate.billing.demo import run_billing_demo
+
+    result = run_billing_demo(billing, clock)
+    assert result["rolled"] == [{"grant_id": result["rolled_grant"], "amount": "50"}]
+    first = result["statements"][0]["statement"]
+    assert any(item["grant_id"] == result["expired_grant"] for item in first["breakage"]["items"])
+    assert all(item["ok"] for item in result["verified"]) and result["reconcile_problems"] == []

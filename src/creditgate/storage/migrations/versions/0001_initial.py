@@ -142,6 +142,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orgs')),
     sa.UniqueConstraint('name', name=op.f('uq_orgs_name'))
     )
+    op.create_table('tracking_settings',
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('value', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_tracking_settings'))
+    )
     op.create_table('usage_event_keys',
     sa.Column('source', sa.String(length=256), nullable=False),
     sa.Column('event_id', sa.String(length=128), nullable=False),
@@ -364,6 +369,67 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_projects')),
     sa.UniqueConstraint('org_id', 'name', name='uq_projects_org_name')
     )
+    op.create_table('tracking_alert_rules',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=30), nullable=False),
+    sa.Column('params', sa.Text(), nullable=False),
+    sa.Column('hysteresis_percent', sa.Integer(), server_default='10', nullable=False),
+    sa.Column('state', sa.String(length=10), server_default='ok', nullable=False),
+    sa.Column('generation', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('last_value', sa.String(length=64), nullable=True),
+    sa.Column('enabled', sa.Integer(), server_default='1', nullable=False),
+    sa.Column('created_at_us', sa.BigInteger(), nullable=False),
+    sa.Column('changed_at_us', sa.BigInteger(), nullable=True),
+    sa.Column('evaluated_at_us', sa.BigInteger(), nullable=True),
+    sa.CheckConstraint("kind IN ('available_below','depletion_within','expiring_waste','spend_spike')", name=op.f('ck_tracking_alert_rules_kind_known')),
+    sa.CheckConstraint("state IN ('ok','firing')", name=op.f('ck_tracking_alert_rules_state_known')),
+    sa.CheckConstraint('hysteresis_percent BETWEEN 0 AND 100', name=op.f('ck_tracking_alert_rules_hysteresis_range')),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_alert_rules_org_id_orgs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracking_alert_rules'))
+    )
+    with op.batch_alter_table('tracking_alert_rules', schema=None) as batch_op:
+        batch_op.create_index('ix_tracking_alert_rules_org', ['org_id'], unique=False)
+
+    op.create_table('tracking_cursors',
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('journal_seq', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('statement_end_us', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('updated_at_us', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_cursors_org_id_orgs')),
+    sa.PrimaryKeyConstraint('org_id', name=op.f('pk_tracking_cursors'))
+    )
+    op.create_table('tracking_events',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('type', sa.String(length=40), nullable=False),
+    sa.Column('dedupe_key', sa.String(length=160), nullable=False),
+    sa.Column('payload', sa.Text(), nullable=False),
+    sa.Column('at_us', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_events_org_id_orgs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracking_events')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_tracking_events_dedupe_key'))
+    )
+    with op.batch_alter_table('tracking_events', schema=None) as batch_op:
+        batch_op.create_index('ix_tracking_events_org_time', ['org_id', 'at_us'], unique=False)
+
+    op.create_table('tracking_webhook_endpoints',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('url', sa.String(length=500), nullable=False),
+    sa.Column('description', sa.String(length=200), server_default='', nullable=False),
+    sa.Column('event_types', sa.Text(), nullable=False),
+    sa.Column('secret', sa.String(length=120), nullable=False),
+    sa.Column('previous_secret', sa.String(length=120), nullable=True),
+    sa.Column('previous_secret_expires_at_us', sa.BigInteger(), nullable=True),
+    sa.Column('enabled', sa.Integer(), server_default='1', nullable=False),
+    sa.Column('created_at_us', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_webhook_endpoints_org_id_orgs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracking_webhook_endpoints'))
+    )
+    with op.batch_alter_table('tracking_webhook_endpoints', schema=None) as batch_op:
+        batch_op.create_index('ix_tracking_webhook_endpoints_org', ['org_id'], unique=False)
+
     op.create_table('training_jobs',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('org_id', sa.String(length=40), nullable=False),
@@ -429,11 +495,75 @@ def upgrade() -> None:
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.create_index('ix_api_keys_org', ['org_id'], unique=False)
 
+    op.create_table('tracking_alerts',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('rule_id', sa.String(length=40), nullable=False),
+    sa.Column('kind', sa.String(length=30), nullable=False),
+    sa.Column('generation', sa.BigInteger(), nullable=False),
+    sa.Column('transition', sa.String(length=10), nullable=False),
+    sa.Column('message', sa.String(length=500), nullable=False),
+    sa.Column('details', sa.Text(), server_default='{}', nullable=False),
+    sa.Column('at_us', sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("transition IN ('fired','resolved')", name=op.f('ck_tracking_alerts_transition_known')),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_alerts_org_id_orgs')),
+    sa.ForeignKeyConstraint(['rule_id'], ['tracking_alert_rules.id'], name=op.f('fk_tracking_alerts_rule_id_tracking_alert_rules')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracking_alerts')),
+    sa.UniqueConstraint('rule_id', 'generation', name='uq_tracking_alerts_rule_generation')
+    )
+    with op.batch_alter_table('tracking_alerts', schema=None) as batch_op:
+        batch_op.create_index('ix_tracking_alerts_org_time', ['org_id', 'at_us'], unique=False)
+
+    op.create_table('tracking_webhook_deliveries',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('endpoint_id', sa.String(length=40), nullable=False),
+    sa.Column('event_id', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.String(length=10), server_default='pending', nullable=False),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('attempt_limit', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at_us', sa.BigInteger(), nullable=True),
+    sa.Column('last_status_code', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.String(length=300), nullable=True),
+    sa.Column('created_at_us', sa.BigInteger(), nullable=False),
+    sa.Column('delivered_at_us', sa.BigInteger(), nullable=True),
+    sa.CheckConstraint("status IN ('pending','delivered','failed')", name=op.f('ck_tracking_webhook_deliveries_status_known')),
+    sa.CheckConstraint('attempts >= 0', name=op.f('ck_tracking_webhook_deliveries_attempts_nonnegative')),
+    sa.ForeignKeyConstraint(['endpoint_id'], ['tracking_webhook_endpoints.id'], name=op.f('fk_tracking_webhook_deliveries_endpoint_id_tracking_webhook_endpoints')),
+    sa.ForeignKeyConstraint(['event_id'], ['tracking_events.id'], name=op.f('fk_tracking_webhook_deliveries_event_id_tracking_events')),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_webhook_deliveries_org_id_orgs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tracking_webhook_deliveries')),
+    sa.UniqueConstraint('endpoint_id', 'event_id', name='uq_tracking_webhook_deliveries_endpoint_event')
+    )
+    with op.batch_alter_table('tracking_webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_tracking_webhook_deliveries_due', ['status', 'next_attempt_at_us'], unique=False)
+        batch_op.create_index('ix_tracking_webhook_deliveries_org', ['org_id', 'created_at_us'], unique=False)
+
+    op.create_table('tracking_delivery_attempts',
+    sa.Column('delivery_id', sa.String(length=40), nullable=False),
+    sa.Column('attempt', sa.Integer(), nullable=False),
+    sa.Column('at_us', sa.BigInteger(), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('error', sa.String(length=300), nullable=True),
+    sa.Column('duration_ms', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['delivery_id'], ['tracking_webhook_deliveries.id'], name=op.f('fk_tracking_delivery_attempts_delivery_id_tracking_webhook_deliveries')),
+    sa.PrimaryKeyConstraint('delivery_id', 'attempt', name=op.f('pk_tracking_delivery_attempts'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('tracking_delivery_attempts')
+    with op.batch_alter_table('tracking_webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_tracking_webhook_deliveries_org')
+        batch_op.drop_index('ix_tracking_webhook_deliveries_due')
+
+    op.drop_table('tracking_webhook_deliveries')
+    with op.batch_alter_table('tracking_alerts', schema=None) as batch_op:
+        batch_op.drop_index('ix_tracking_alerts_org_time')
+
+    op.drop_table('tracking_alerts')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_index('ix_api_keys_org')
 
@@ -446,6 +576,19 @@ def downgrade() -> None:
         batch_op.drop_index('ix_training_jobs_org')
 
     op.drop_table('training_jobs')
+    with op.batch_alter_table('tracking_webhook_endpoints', schema=None) as batch_op:
+        batch_op.drop_index('ix_tracking_webhook_endpoints_org')
+
+    op.drop_table('tracking_webhook_endpoints')
+    with op.batch_alter_table('tracking_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_tracking_events_org_time')
+
+    op.drop_table('tracking_events')
+    op.drop_table('tracking_cursors')
+    with op.batch_alter_table('tracking_alert_rules', schema=None) as batch_op:
+        batch_op.drop_index('ix_tracking_alert_rules_org')
+
+    op.drop_table('tracking_alert_rules')
     op.drop_table('projects')
     op.drop_table('journal_transactions')
     with op.batch_alter_table('holds', schema=None) as batch_op:
@@ -475,6 +618,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_usage_event_keys_received')
 
     op.drop_table('usage_event_keys')
+    op.drop_table('tracking_settings')
     op.drop_table('orgs')
     op.drop_table('idempotency_keys')
     op.drop_table('gateway_rate_limits')
