@@ -51,3 +51,30 @@ def run_billing_demo(billing: Billing, clock: ManualClock, *, org_name: str = "d
         "verified": [{"ok": v.ok, "reason": v.reason, "key_id": v.key_id} for v in verifications],
         "reconcile_problems": billing.reconcile(org.id),
     }
+
+
+def run_chapter(services: Any, org_id: str, options: dict[str, Any]) -> None:
+    """The ``creditgate demo`` chapter (see ``creditgate.cli.demo.CHAPTERS``)."""
+    from creditgate.cli.common import console
+
+    clock = options.get("clock")
+    billing = services.extras.get("billing")
+    if not isinstance(clock, ManualClock) or billing is None:
+        console.print("Billing chapter skipped: it needs the demo's manual clock.")
+        return
+    console.rule("Billing: two periods pass")
+    result = run_billing_demo(billing, clock)
+    for document, verification in zip(result["statements"], result["verified"], strict=True):
+        statement = document["statement"]
+        console.print(
+            f"Statement {statement['statement_id']} for {statement['period']['label']}: opening "
+            f"{statement['opening_balance']}, in {statement['credits_in']['total']} (paid "
+            f"{statement['credits_in']['paid']}, free {statement['credits_in']['free']}), usage "
+            f"{statement['usage']['total']}, breakage {statement['breakage']['total']} (cost basis "
+            f"{statement['breakage']['cost_basis']}), rolled over out {statement['rollovers']['out']} / in "
+            f"{statement['rollovers']['in']}, closing {statement['closing_balance']}")
+        console.print(f"  signed {document['signature']['key_id']}: {document['signature']['value'][:32]}…  "
+                      f"verify: {'[green]valid[/green]' if verification['ok'] else '[red]INVALID[/red]'} "
+                      f"({verification['reason']})")
+    console.print(f"Expired (breakage): grant {result['expired_grant']}; rolled over under a 25% cap: "
+                  + ", ".join(f"{item['amount']} from {item['grant_id']}" for item in result["rolled"]))

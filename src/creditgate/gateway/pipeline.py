@@ -38,6 +38,7 @@ from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
 from creditgate.gateway.upstream import UpstreamFailure
 from creditgate.gateway.usage import UsageRecord, parse_tags
 from creditgate.ledger.credits import MICROS_MAX, format_amount
+from creditgate.tracking.hooks import request_settled, upstream_timer
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ class Pipeline:
         body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
         try:
             async with upstreams.slot(call.deployment):
-                return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint], body)  # type: ignore[no-any-return]
+                with upstream_timer(call.deployment.name):
+                    return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint], body)  # type: ignore[no-any-return]
         except BaseException as error:
             await self.abandon(call, error)
             raise
@@ -324,6 +326,7 @@ class Pipeline:
             deployment=call.deployment.id, model=call.deployment.name, meters=meters, tags=call.tags,
             latency_ms=(time.perf_counter_ns() - call.started_ns) // 1_000_000, credits=cost,
             at_us=self.services.clock.now_us(), status=status, details=details))
+        request_settled(self.services, principal.org_id, call.deployment.name, status, meters, cost, call.started_ns)
 
 
 # ====================================================================== pure helpers
