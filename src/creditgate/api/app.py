@@ -64,6 +64,7 @@ def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_P
     app.include_router(api)
     app.include_router(health.router)
     _install_gateway(app, services)
+    _install_part(app, services, "creditgate.tracking.routes")  # metrics, alerts, webhooks, dashboard
     app.add_middleware(BodySizeLimit, limit_bytes=body_bytes_max)
     return app
 
@@ -80,3 +81,13 @@ def _install_gateway(app: FastAPI, services: Services) -> None:
         install(app, services)
     elif getattr(routes, "router", None) is not None:
         app.include_router(routes.router)
+
+
+def _install_part(app: FastAPI, services: Services, module_name: str) -> None:
+    """Call ``install(app, services)`` of a part's routes module if that part is present."""
+    try:
+        module: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        log.info("%s not mounted: %s", module_name, error)
+        return
+    module.install(app, services)

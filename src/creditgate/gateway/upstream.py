@@ -1,8 +1,12 @@
-"""Talking to OpenAI-compatible upstreams over one pooled ``httpx.AsyncClient``.
+"""Talking to OpenAI-compatible upstreams over one pooled ``aiohttp.ClientSession``.
 
-Timeouts and pool limits are explicit. Upstream error answers come back as
-:class:`UpstreamFailure` carrying the upstream's status and an OpenAI-shaped body, so the
-gateway passes them through unchanged (and charges nothing).
+Forwarding is most of the gateway's own CPU time per request. httpx's asyncio pool spent
+several milliseconds of CPU per request here (it polls every idle pooled socket on each
+checkout), which made the gateway add ~8 ms at one connection and collapse at 32; aiohttp's
+C-accelerated HTTP client does the same job in a fraction of that. Timeouts and pool limits are
+explicit. Upstream error answers come back as :class:`UpstreamFailure` carrying the upstream's
+status and an OpenAI-shaped body, so the gateway passes them through unchanged (and charges
+nothing).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import httpx
+import aiohttp
 import orjson
 
 from creditgate.errors import UpstreamError
@@ -24,6 +28,7 @@ KEEPALIVE_EXPIRY_S: Final = 30.0
 CONNECT_TIMEOUT_S: Final = 5.0
 ERROR_BODY_BYTES_MAX: Final = 64 * 1024
 QUEUE_WAIT_MAX_S: Final = 30.0
+STREAM_LINE_BYTES_MAX: Final = 1024 * 1024
 
 
 class UpstreamFailure(UpstreamError):
@@ -43,16 +48,18 @@ class UpstreamFailure(UpstreamError):
 
 
 class Upstreams:
+    """Made inside the server's event loop (aiohttp sessions belong to one loop)."""
+
     def __init__(self) -> None:
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=CONNECTIONS_MAX,
-                                max_keepalive_connections=KEEPALIVE_CONNECTIONS_MAX,
-                                keepalive_expiry=KEEPALIVE_EXPIRY_S),
-            timeout=httpx.Timeout(60.0, connect=CONNECT_TIMEOUT_S), trust_env=False)
+        self.client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=CONNECTIONS_MAX, limit_per_host=KEEPALIVE_CONNECTIONS_MAX,
+                                           keepalive_timeout=KEEPALIVE_EXPIRY_S),
+            timeout=aiohttp.ClientTimeout(total=60.0, connect=CONNECT_TIMEOUT_S),
+            trust_env=False, read_bufsize=STREAM_LINE_BYTES_MAX, auto_decompress=True)
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
     def slot(self, deployment: Deployment) -> asyncio.Semaphore:
         """The deployment's concurrency limit in this process."""
@@ -63,26 +70,28 @@ class Upstreams:
         return known[1]
 
     @staticmethod
-    def _request(deployment: Deployment, path: str) -> tuple[str, dict[str, str], httpx.Timeout]:
+    def _request(deployment: Deployment, path: str) -> tuple[str, dict[str, str], aiohttp.ClientTimeout]:
         headers = {"content-type": "application/json"}
         api_key = secrets.resolve(deployment.api_key_env, deployment.api_key_encrypted)
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         timeout_s = deployment.timeout_ms / 1000
-        timeout = httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
         return f"{deployment.base_url}{path}", headers, timeout
 
     async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url, headers, timeout = self._request(deployment, path)
         try:
-            response = await self.client.post(url, content=orjson.dumps(body), headers=headers,
-                                              timeout=timeout)
-        except httpx.HTTPError as error:
+            async with self.client.post(url, data=orjson.dumps(body), headers=headers,
+                                        timeout=timeout) as response:
+                content = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             raise _transport_failure(deployment, error) from None
-        if response.status_code >= 400:
-            raise _answer_failure(response.status_code, response.content)
+        if status >= 400:
+            raise _answer_failure(status, content)
         try:
-            answer = orjson.loads(response.content)
+            answer = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise UpstreamFailure(502, "the upstream answered with something that is not JSON") from None
         if not isinstance(answer, dict):
@@ -93,37 +102,27 @@ class Upstreams:
                            body: dict[str, Any]) -> AsyncIterator[bytes]:
         """The upstream's SSE lines. Errors before the first line raise UpstreamFailure."""
         url, headers, timeout = self._request(deployment, path)
-        request = self.client.build_request("POST", url, content=orjson.dumps(body), headers=headers,
-                                            timeout=timeout)
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as error:
+            response = await self.client.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             raise _transport_failure(deployment, error) from None
         try:
-            if response.status_code >= 400:
-                content = await _read_limited(response)
-                raise _answer_failure(response.status_code, content)
+            if response.status >= 400:
+                content = await response.content.read(ERROR_BODY_BYTES_MAX)
+                raise _answer_failure(response.status, content)
             try:
-                async for line in response.aiter_lines():
+                async for raw in response.content:
+                    line = raw.rstrip(b"\r\n")
                     if line:
-                        yield line.encode()
-            except httpx.HTTPError as error:
+                        yield line
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
                 raise _transport_failure(deployment, error) from None
         finally:
-            await response.aclose()
+            response.release()
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
-    content = b""
-    async for chunk in response.aiter_bytes():
-        content += chunk
-        if len(content) > ERROR_BODY_BYTES_MAX:
-            break
-    return content[:ERROR_BODY_BYTES_MAX]
-
-
-def _transport_failure(deployment: Deployment, error: httpx.HTTPError) -> UpstreamFailure:
-    if isinstance(error, httpx.TimeoutException):
+def _transport_failure(deployment: Deployment, error: BaseException) -> UpstreamFailure:
+    if isinstance(error, asyncio.TimeoutError):
         return UpstreamFailure(504, f"the upstream of {deployment.name} timed out after "
                                     f"{deployment.timeout_ms / 1000:g} s", code="upstream_timeout")
     return UpstreamFailure(502, f"the upstream of {deployment.name} could not be reached "

@@ -243,12 +243,13 @@ class PricingEngine:
             count += quantity
         numerator, denominator = compiled.static
         if compiled.time_rules:
-            (window_numerator, window_denominator), applied = compiled.window(at_us)
+            window = compiled.windows.get(at_us // WINDOW_BUCKET_US) or compiled.window(at_us)
+            (window_numerator, window_denominator), applied = window
             if applied:
                 numerator *= window_numerator
                 denominator *= window_denominator
                 records = (*records, *applied)
-        if context is not None and context.load is not None:
+        if context is not None and context.load is not None and compiled.surge_rules:
             for surge in compiled.surge_rules:
                 rule = surge.evaluate(context.load)
                 if rule is not None:
@@ -262,8 +263,13 @@ class PricingEngine:
             period = period or _EMPTY
             for volume, counted in compiled.volume_rules:
                 prior = 0
-                for meter in volume.meters:
-                    prior += period.get(meter, 0)
+                if len(period) < len(volume.meters):
+                    for meter, used in period.items():
+                        if meter in volume.meter_set:
+                            prior += used
+                else:
+                    for meter in volume.meters:
+                        prior += period.get(meter, 0)
                 if counted is True:
                     quantity = count
                 elif counted is False:

@@ -170,8 +170,10 @@ class SurgeRule:
     models: frozenset[str] = frozenset()
     _utilisation_at: tuple[int, ...] = field(init=False, repr=False, compare=False)
     _queue_at: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    _outcomes: dict[tuple[int, int], AppliedRule | None] = field(init=False, repr=False,
-                                                                  compare=False)
+    # _outcomes[u + 1][q + 1]: the result when utilisation step u and queue step q are reached
+    # (-1: none reached).
+    _outcomes: tuple[tuple[AppliedRule | None, ...], ...] = field(init=False, repr=False,
+                                                                   compare=False)
 
     def __post_init__(self) -> None:
         prefix = f"rules.{self.name}"
@@ -184,26 +186,26 @@ class SurgeRule:
         object.__setattr__(self, "_queue_at",
                            _check_steps(self.queue_depth_steps, field=f"{prefix}.queue_depth"))
         # Precompute the outcome of every pair of steps, so that a charge costs two bisections
-        # and a dict lookup.
-        outcomes: dict[tuple[int, int], AppliedRule | None] = {}
-        for u_index in range(-1, len(self.utilisation_steps)):
-            for q_index in range(-1, len(self.queue_depth_steps)):
-                outcomes[(u_index, q_index)] = self._outcome(u_index, q_index, cap)
+        # and two tuple lookups.
+        outcomes = tuple(tuple(self._outcome(u_index, q_index, cap)
+                               for q_index in range(-1, len(self.queue_depth_steps)))
+                         for u_index in range(-1, len(self.utilisation_steps)))
         object.__setattr__(self, "_outcomes", outcomes)
 
     def _outcome(self, u_index: int, q_index: int, cap: Ratio) -> AppliedRule | None:
         parts: list[str] = []
-        best = ONE
+        reached: list[Ratio] = []
         if u_index >= 0:
             step = self.utilisation_steps[u_index]
-            best = largest((best, decimal_ratio(step.multiplier)))
+            reached.append(decimal_ratio(step.multiplier))
             parts.append(f"utilisation ≥ {step.at_least}% ×{format_decimal(step.multiplier)}")
         if q_index >= 0:
             step = self.queue_depth_steps[q_index]
-            best = largest((best, decimal_ratio(step.multiplier)))
+            reached.append(decimal_ratio(step.multiplier))
             parts.append(f"queue depth ≥ {step.at_least} ×{format_decimal(step.multiplier)}")
-        if not parts:
+        if not reached:
             return None
+        best = largest(reached)
         if greater(best, cap):
             best = cap
             parts.append(f"capped at {_times(cap)}")
@@ -212,13 +214,13 @@ class SurgeRule:
         return AppliedRule(self.kind, self.name, best, "; ".join(parts))
 
     def evaluate(self, load: LoadSnapshot) -> AppliedRule | None:
-        u_index = bisect_right(self._utilisation_at, load.utilisation_percent) - 1
-        q_index = bisect_right(self._queue_at, load.queue_depth) - 1
-        return self._outcomes[(u_index, q_index)]
+        # bisect_right gives the number of steps reached, which is the row/column index.
+        return self._outcomes[bisect_right(self._utilisation_at, load.utilisation_percent)][
+            bisect_right(self._queue_at, load.queue_depth)]
 
     def ratio_max(self) -> Ratio:
         # The "no step reached" outcome is ×1, so that is always possible too.
-        return largest((ONE, *(rule.multiplier for rule in self._outcomes.values()
+        return largest((ONE, *(rule.multiplier for row in self._outcomes for rule in row
                                if rule is not None)))
 
 
@@ -263,6 +265,7 @@ class VolumeTierRule:
     _common: int = field(init=False, repr=False, compare=False)
     _records: tuple[AppliedRule | None, ...] = field(init=False, repr=False, compare=False)
     free_below: int = field(init=False, repr=False, compare=False)
+    meter_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         prefix = f"rules.{self.name}"
@@ -286,6 +289,7 @@ class VolumeTierRule:
         common = 1
         for _, denominator in ratios:
             common = common * denominator // gcd(common, denominator)
+        object.__setattr__(self, "meter_set", frozenset(self.meters))
         object.__setattr__(self, "_above", above)
         object.__setattr__(self, "_ratios", ratios)
         object.__setattr__(self, "_common", common)

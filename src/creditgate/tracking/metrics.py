@@ -98,7 +98,7 @@ class Metrics:
                                  "Gateway request time, from arrival to settlement", ["deployment"],
                                  buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.upstream_latency = Histogram("creditgate_upstream_request_duration_seconds",
-                                          "Time an upstream took to answer (first byte for streams)",
+                                          "Time an upstream took to answer a non-streamed request",
                                           ["deployment"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.responses = Counter("creditgate_gateway_http_responses",
                                  "Gateway HTTP answers by status code", ["code"], registry=self.registry)

@@ -18,7 +18,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, 
 from sqlalchemy import text
 
 from creditgate.clock import ManualClock
-from creditgate.errors import HoldNotPending, InsufficientCredits, InvalidInput
+from creditgate.errors import HoldNotPending, InsufficientCredits, InvalidInput, NotFound
 from creditgate.ledger.service import Ledger
 from creditgate.ledger.verify import verify
 from creditgate.storage.database import Database
@@ -161,7 +161,7 @@ class LedgerMachine(RuleBasedStateMachine):
         actual = 0 if hold is None else hold.amount * share // 4
         try:
             result = self.ledger.post(self.org, hold_id, actual)
-        except (HoldNotPending, InvalidInput) as error:
+        except (HoldNotPending, NotFound) as error:
             assert hold is None or hold.status != "pending", error
             return
         assert hold is not None and hold.status == "pending"
@@ -174,7 +174,7 @@ class LedgerMachine(RuleBasedStateMachine):
         hold = self.model.holds.get(hold_id)
         try:
             self.ledger.void(self.org, hold_id)
-        except (HoldNotPending, InvalidInput) as error:
+        except (HoldNotPending, NotFound) as error:
             assert hold is None or hold.status != "pending", error
             return
         assert hold is not None and hold.status == "pending"
@@ -270,12 +270,12 @@ class LedgerMachine(RuleBasedStateMachine):
 def run_machine(ledger: Ledger, database: Database, clock: ManualClock, examples: int) -> None:
     machine = type("BoundLedgerMachine", (LedgerMachine,), {"ledger": ledger, "database": database, "clock": clock})
     run_state_machine_as_test(machine, settings=settings(
-        max_examples=examples, stateful_step_count=25, deadline=None, database=None,
+        max_examples=examples, stateful_step_count=20, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
 
 
 def test_ledger_against_the_reference_model(ledger: Ledger, database: Database, clock: ManualClock) -> None:
-    run_machine(ledger, database, clock, examples=40 if database.is_sqlite else 8)
+    run_machine(ledger, database, clock, examples=60 if database.is_sqlite else 15)
 
 
 def test_verify_after_the_run_covers_every_organization(ledger: Ledger, database: Database,

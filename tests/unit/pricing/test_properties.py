@@ -39,7 +39,7 @@ ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathm
          "Australia/Lord_Howe", "Pacific/Chatham")
 START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 YEAR_US = 366 * 86_400 * 1_000_000
-SETTINGS = settings(max_examples=100, deadline=None, database=None,
+SETTINGS = settings(max_examples=75, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 decimals = st.builds(lambda digits, places: Decimal(digits).scaleb(-places),

@@ -17,10 +17,13 @@ from creditgate.pricing import (
     ConversionRate,
     LoadSnapshot,
     ModelRate,
+    OrgOverride,
     PricingContext,
     PricingEngine,
     RateCard,
     RateCardVersion,
+    Step,
+    SurgeRule,
     UnitPrice,
     VolumeTier,
     VolumeTierRule,
@@ -132,6 +135,17 @@ def test_org_percentage_discount_and_contract_price(test_engine: PricingEngine) 
         test_engine.quote("claude-sonnet-4", usage, when).credits
 
 
+def test_contract_prices_are_flat_across_long_context_tiers(test_engine: PricingEngine) -> None:
+    contract = OrgOverride("initech", "initech-gemini", "gemini-1.5-pro",
+                           {"input_tokens": UnitPrice(Decimal(100), 1_000_000)})
+    engine = PricingEngine(test_engine.card, overrides=[contract])
+    usage = {"input_tokens": 200_000, "output_tokens": 1_000}
+    charge = engine.quote("gemini-1.5-pro", usage, at("2025-07-01T12:00:00Z"), org="initech")
+    # The contract's 100/1M input price holds above 128k; output takes the tier's 1000/1M.
+    assert charge.credits == credits("20") + credits("1")
+    assert [rule.kind for rule in charge.rules] == ["contract_price", "long_context"]
+
+
 # ----------------------------------------------------------------------- dynamic rules
 LOCAL = {"compute_ms": 10_000, "requests": 1}  # 5 + 0.01 credits at list price
 
@@ -168,6 +182,14 @@ def test_load_based_surge_with_cap(test_engine: PricingEngine, utilisation: int,
         assert not surges
     else:
         assert "/".join(map(str, surges[0].multiplier)) == multiplier
+
+
+def test_a_load_step_below_one_is_a_quiet_hours_discount() -> None:
+    rule = SurgeRule("load", (Step(0, Decimal("0.8")), Step(50, Decimal(1)),
+                              Step(90, Decimal("1.5"))), (), Decimal(2))
+    assert rule.evaluate(LoadSnapshot(10, 0)).multiplier == (4, 5)  # type: ignore[union-attr]
+    assert rule.evaluate(LoadSnapshot(60, 0)) is None  # x1 is not recorded
+    assert rule.evaluate(LoadSnapshot(95, 0)).multiplier == (3, 2)  # type: ignore[union-attr]
 
 
 def test_graduated_volume_tier_splits_a_charge_across_the_boundary(
