@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from creditgate.api import (
     balance,
+    billing_routes,
     bundles,
     errors,
     events,
@@ -38,7 +39,8 @@ from creditgate.bootstrap import Services
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
 
-_RESOURCES = (orgs, projects, keys, grants, holds, balance, journal, bundles, pricing, events, usage)
+_RESOURCES = (orgs, projects, keys, grants, holds, balance, journal, bundles, pricing, events, usage,
+              billing_routes)
 
 
 def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_PER_KEY_PER_S,

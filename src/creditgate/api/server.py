@@ -2,6 +2,8 @@
 
 Each worker process builds its own services (database pool, ledger writer) from
 ``CREDITGATE_DATABASE_URL``; the schema was migrated once by ``creditgate serve`` beforehand.
+Each worker also runs the in-process billing scheduler; closing a period takes a database
+lease, so with several workers or processes exactly one closes each period.
 """
 
 from __future__ import annotations
@@ -9,8 +11,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from creditgate.api.app import create_app
-from creditgate.bootstrap import bootstrap
+from creditgate.bootstrap import Services, bootstrap
+
+
+def start_background_jobs(services: Services) -> None:
+    billing = services.extras.get("billing")
+    if billing is not None:
+        from creditgate.billing.scheduler import BillingScheduler
+
+        scheduler = BillingScheduler(billing)
+        scheduler.start()
+        services.extras["billing_scheduler"] = scheduler
 
 
 def app_from_env() -> FastAPI:
-    return create_app(bootstrap(migrate=False), close_services_on_shutdown=True)
+    services = bootstrap(migrate=False)
+    start_background_jobs(services)
+    return create_app(services, close_services_on_shutdown=True)

@@ -17,8 +17,8 @@ from creditgate.ledger.verify import verify
 
 DAY_US = 86_400 * 1_000_000
 # Later parts add chapters to the story; each is a module with run_chapter(services, org_id, options).
-CHAPTERS = ("creditgate.pricing.demo", "creditgate.api.demo", "creditgate.gateway.demo",
-            "creditgate.billing.demo")
+CHAPTERS = ("creditgate.pricing.demo", "creditgate.api.demo", "creditgate.billing.demo",
+            "creditgate.tracking.demo")
 
 
 def _credits(text: str) -> int:

@@ -80,7 +80,7 @@ def check_params(kind: str, params: Any) -> dict[str, Any]:
         raise InvalidInput("params must be an object", param="params")
     try:
         if kind == "available_below":
-            return {"credits": format_amount(parse_amount(params.get("credits"), field="credits"))}
+            return {"credits": format_amount(parse_amount(params.get("credits", ""), field="credits"))}
         if kind == "spend_spike":
             factor = parse_amount(params.get("factor", "3"), field="factor", allow_zero=False)
             return {"factor": format_amount(factor)}
@@ -181,7 +181,7 @@ class AlertRules:
             raise NotFound(f"alert rule {rule_id} not found", param="rule_id")
         return _rule_dict(row)
 
-    def list(self, org_id: str) -> list[dict[str, Any]]:
+    def list_rules(self, org_id: str) -> list[dict[str, Any]]:
         with self.database.read() as connection:
             rows = connection.execute(select(tracking_alert_rules).where(
                 tracking_alert_rules.c.org_id == org_id).order_by(tracking_alert_rules.c.created_at_us)).all()

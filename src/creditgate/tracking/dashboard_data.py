@@ -61,7 +61,7 @@ def org_view(services: Any, tracking: Any, org_id: str, chosen: str) -> dict[str
             "balance": balance_now(services, org_id), "forecast": forecast_dict, "grants": grants,
             "charts": _charts(services, org_id, now, chosen, projects),
             "requests": _recent_requests(services, org_id, projects),
-            "rules": tracking.rules.list(org_id), "alerts": tracking.rules.alerts(org_id, limit=10),
+            "rules": tracking.rules.list_rules(org_id), "alerts": tracking.rules.alerts(org_id, limit=10),
             "deliveries": tracking.webhooks.list_deliveries(org_id, limit=10),
             "statements": _statements(services, org_id)}
 

@@ -111,7 +111,7 @@ class Metrics:
         self.rate_limited = Counter("creditgate_gateway_rate_limited",
                                     "Gateway answers 429 (rate limited)", registry=self.registry)
         self.pending = _PendingHolds()
-        self.registry.register(self.pending)  # type: ignore[arg-type]
+        self.registry.register(self.pending)
 
     def bind(self, database: Any) -> None:
         self.pending.database = database

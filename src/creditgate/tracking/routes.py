@@ -62,7 +62,7 @@ async def get_forecast(org_id: OrgId, principal: Caller, request: Request) -> di
 @router.get("/orgs/{org_id}/alert-rules")
 async def list_rules(org_id: OrgId, principal: Caller, request: Request) -> dict[str, Any]:
     require_org(principal, org_id, "read")
-    return {"data": await blocking(tracking_of(request).rules.list, org_id)}
+    return {"data": await blocking(tracking_of(request).rules.list_rules, org_id)}
 
 
 @router.post("/orgs/{org_id}/alert-rules", status_code=201)

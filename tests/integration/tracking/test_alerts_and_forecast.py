@@ -41,7 +41,7 @@ def test_available_below_fires_once_per_crossing_with_hysteresis(services: Servi
     ledger.grant(org.id, C("4"))  # 52: above 50 but inside the 10% band: stays firing
     clock.advance(seconds=120)
     tracking.step()
-    assert tracking.rules.list(org.id)[0]["state"] == "firing"
+    assert tracking.rules.list_rules(org.id)[0]["state"] == "firing"
     ledger.grant(org.id, C("5"))  # 57 >= 55: resolved
     clock.advance(seconds=120)
     tracking.step()
