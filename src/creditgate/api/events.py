@@ -69,7 +69,8 @@ async def ingest_events(request: Request, principal: Caller,
     async def produce() -> tuple[int, Any]:
         engine = await blocking(pricing_engine, services) if events else None
         results = await blocking(ingest.ingest_batch, services.database, engine, events,
-                                 caller=caller, now_us=services.clock.now_us())
+                                 caller=caller, now_us=services.clock.now_us(),
+                                 billing=services.extras.get("billing"))
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for result in results:
             counts[result["status"]] += 1

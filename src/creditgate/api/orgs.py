@@ -33,6 +33,9 @@ async def create_org(body: OrgCreate, principal: Caller, request: Request) -> di
     services = services_of(request)
     limit = credits_in(body.overdraft_limit, "overdraft_limit", allow_zero=True) if body.overdraft_limit else 0
     org = await blocking(services.ledger.create_org, body.name, overdraft_limit=limit)
+    billing = services.extras.get("billing")
+    if billing is not None:
+        await blocking(billing.on_org_created, org.id)
     return org_dict(org)
 
 

@@ -1,4 +1,5 @@
-"""The in-process scheduler for ``creditgate serve``: closes due periods on a timer.
+"""The in-process scheduler for ``creditgate serve``: closes due periods and opens due
+auto top-ups on a timer (a top-up therefore follows a balance drop within ``interval_s``).
 
 What is due is decided by the injected clock, never by the timer: the timer only says how often
 to look (``interval_s``), so a test can move a ManualClock and call :meth:`run_once`. Several
@@ -13,7 +14,7 @@ from typing import Any, Final
 
 from creditgate.billing.close import CloseReport
 
-INTERVAL_S_DEFAULT: Final = 60.0
+INTERVAL_S_DEFAULT: Final = 10.0
 INTERVAL_S_MIN: Final = 0.01
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class BillingScheduler:
 
     def run_once(self) -> CloseReport:
         report: CloseReport = self.billing.close_due()
+        self.billing.check_topups()
         self.runs += 1
         self.last_report = report
         for error in report.errors:

@@ -137,6 +137,30 @@ class Billing:
         return balance_of(totals[-1]) if totals else None
 
     # ------------------------------------------------------------------ late usage
+    def on_org_created(self, org_id: str) -> str | None:
+        """What billing does for a new organization: grant the trial credits, when configured."""
+        return self.trials.grant_if_configured(org_id)  # type: ignore[no-any-return]
+
+    def check_topups(self) -> int:
+        """Open a top-up for every organization whose balance fell below its rule's threshold."""
+        from sqlalchemy import select
+
+        from creditgate.storage.tables_billing import billing_topup_rules
+
+        with self.database.read() as connection:
+            org_ids = [row[0] for row in connection.execute(
+                select(billing_topup_rules.c.org_id).where(billing_topup_rules.c.enabled.is_(True)))]
+        return sum(1 for org_id in org_ids if self.topups.check(org_id) is not None)
+
+    def late_usage_decider(self, org_id: str) -> Any:
+        """The policy for one organization, read once: a function of an event's time."""
+        cycle = self.cycle(org_id)
+        with self.database.read() as connection:
+            last = statement_store.last_statement(connection, org_id)
+        closed_through = last.period_end_us if last is not None else None
+        now = self.clock.now_us()
+        return lambda event_at_us: decide_late_usage(event_at_us, now, closed_through, cycle.late_usage)
+
     def late_usage(self, org_id: str, event_at_us: int) -> LateUsageDecision:
         """Apply the documented late-usage policy (billing/late_usage.py) for one event."""
         cycle = self.cycle(org_id)

@@ -45,6 +45,9 @@ def orgs_create(name: str, overdraft: str = typer.Option("0", help="Overdraft (s
     with services(db) as built:
         org = built.ledger.create_org(name, overdraft_limit=amount(overdraft, "overdraft", allow_zero=True),
                                       idempotency_key=idempotency_key)
+        billing = built.extras.get("billing")
+        if billing is not None:
+            billing.on_org_created(org.id)
         print_json({"id": org.id, "name": org.name}) if as_json else typer.echo(org.id)
 
 

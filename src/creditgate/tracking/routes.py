@@ -164,7 +164,9 @@ def install(app: FastAPI, services: Any) -> Tracking:
 
     tracking = get_tracking(services)
     metrics().bind(services.database)
-    api = APIRouter(prefix=API_PREFIX)
+    from creditgate.api.errors import error_responses
+
+    api = APIRouter(prefix=API_PREFIX, responses=error_responses(400, 401, 403, 404, 409, 413, 422, 429))
     api.include_router(router)
     app.include_router(api)
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

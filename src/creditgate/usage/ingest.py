@@ -74,11 +74,18 @@ class _Priced:
 
 
 def ingest_batch(database: Database, engine: Any, raw_events: Sequence[Any], *, caller: Caller,
-                 now_us: int) -> list[dict[str, Any]]:
-    """Ingest ``raw_events``; answer one status per event, in order."""
+                 now_us: int, billing: Any = None) -> list[dict[str, Any]]:
+    """Ingest ``raw_events``; answer one status per event, in order.
+
+    With ``billing``, an event whose time falls in a closed billing period follows billing's
+    late-usage policy (a grace window, then booked now or rejected; see
+    ``creditgate.billing.late_usage``).
+    """
     results: list[dict[str, Any] | None] = [None] * len(raw_events)
     events = _check(raw_events, caller, now_us, results)
     events = _resolve(database, events, results)
+    if billing is not None:
+        events = _apply_late_policy(billing, events, results)
     priced = _price(engine, events, results)
     if priced:
         _commit(database, priced, now_us, results)
@@ -151,6 +158,23 @@ def _resolve(database: Database, events: list[tuple[int, UsageEvent]],
         if reason is not None:
             results[index] = {"id": event.event_id, "source": event.source, "status": "rejected",
                               "reason": reason, "message": message}
+        else:
+            kept.append((index, event))
+    return kept
+
+
+def _apply_late_policy(billing: Any, events: list[tuple[int, UsageEvent]],
+                       results: list[dict[str, Any] | None]) -> list[tuple[int, UsageEvent]]:
+    deciders: dict[str, Any] = {}
+    kept = []
+    for index, event in events:
+        decide = deciders.get(event.org_id)
+        if decide is None:
+            decide = deciders[event.org_id] = billing.late_usage_decider(event.org_id)
+        decision = decide(event.at_us)
+        if not decision.accept:
+            results[index] = {"id": event.event_id, "source": event.source, "status": "rejected",
+                              "reason": decision.reason, "message": f"time: {decision.message}"}
         else:
             kept.append((index, event))
     return kept

@@ -168,3 +168,13 @@ def test_long_references_and_model_names_are_input_errors_not_database_errors(
     with pytest.raises(InvalidInput):
         ledger.reserve(org_id, c("1"), model="m" * 201)
     assert snapshot(database) == before
+
+
+def test_expire_due_counts_the_holds_it_books(ledger: Ledger, database: Database, clock: ManualClock,
+                                              org_id: str) -> None:
+    ledger.reserve(org_id, c("1"), ttl_s=30)
+    ledger.reserve(org_id, c("1"), ttl_s=30)
+    clock.advance(seconds=30)
+    assert ledger.expire_due(org_id) == 2
+    assert ledger.expire_due() == 0
+    assert [row["kind"] for row in ledger.journal_page(org_id)][-2:] == ["hold_expire", "hold_expire"]
