@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from creditgate.api import (
     balance,
     billing_routes,
+    budgets,
     bundles,
     errors,
     events,
@@ -40,7 +41,7 @@ API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
 
 _RESOURCES = (orgs, projects, keys, grants, holds, balance, journal, bundles, pricing, events, usage,
-              billing_routes)
+              billing_routes, budgets)
 
 
 def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_PER_KEY_PER_S,

@@ -49,13 +49,29 @@ for _module in ("creditgate.cli.serve", "creditgate.cli.demo", "creditgate.cli.f
 def run() -> None:
     """Entry point: operating errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
-        app()
+        # Not standalone, so that usage errors (an unknown option, a missing argument) reach the
+        # handler below as one line instead of Typer's multi-line usage panel.
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
     except CreditgateError as error:
         typer.echo(f"error: {error.message}", err=True)
         sys.exit(1)
     except AmountError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(1)
+    except Exception as error:
+        # Typer vendors its own click, so usage errors are matched by shape, not by class.
+        if not (callable(getattr(error, "format_message", None)) and isinstance(getattr(error, "exit_code", None), int)):
+            raise
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: show its help, as before
+            error.show()  # type: ignore[attr-defined]
+        else:
+            typer.echo(f"error: {' '.join(error.format_message().split())}", err=True)  # type: ignore[attr-defined]
+        sys.exit(error.exit_code)  # type: ignore[attr-defined]
+    # A command's return value is not an exit status; typer.Exit(n) arrives here as n.
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

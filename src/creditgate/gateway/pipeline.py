@@ -180,7 +180,7 @@ class Pipeline:
         operation = ReserveForRequest(
             call.principal.org_id, None, amount=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
             ttl_us=hold_ttl_s(deployment.timeout_ms) * 1_000_000, subjects=(deployment.name,),
-            model=deployment.name)
+            model=deployment.name, budget_subjects=budget_subjects(call.principal))
         try:
             result = await self.services.ledger.execute_async(operation)
         except BaseException:
@@ -369,6 +369,14 @@ def _items(inputs: Any) -> int:
     if isinstance(inputs, dict) and inputs:
         return max(len(value) if isinstance(value, list) else 1 for value in inputs.values())
     raise InvalidInput("inputs must be a list of rows, or an object of input name to rows", param="inputs")
+
+
+def budget_subjects(principal: Any) -> tuple[str, ...]:
+    """The budgets a request counts against: its key's and its project's, when they have one."""
+    subjects = [f"key:{principal.key_id}"] if principal.key_id else []
+    if principal.project_id:
+        subjects.append(f"project:{principal.project_id}")
+    return tuple(subjects)
 
 
 def json_answer(answer: dict[str, Any], charge: Charge) -> Response:

@@ -24,12 +24,15 @@ from typing import Any, Final
 
 from creditgate.errors import HoldNotPending, InsufficientCredits, InvalidInput, NotFound
 from creditgate.ledger import journal
+from creditgate.ledger.budgets import current as budget_current
+from creditgate.ledger.budgets import period_start_us as budget_period_start
 from creditgate.ledger.credits import format_amount
 from creditgate.ledger.records import (
     ACCOUNT_BREAKAGE,
     ACCOUNT_FORFEIT,
     ACCOUNT_ISSUED,
     ACCOUNT_USAGE,
+    Budget,
     Entry,
     Grant,
     Hold,
@@ -68,8 +71,12 @@ class GrantSpec:
 class Book:
     """Mutable working set of immutable records for one organization during one batch."""
 
-    def __init__(self, org: Org, grants: Iterable[Grant], holds: Iterable[Hold]) -> None:
+    def __init__(self, org: Org, grants: Iterable[Grant], holds: Iterable[Hold],
+                 budgets: Iterable[Budget] = ()) -> None:
         self.org = org
+        self.budgets: dict[str, Budget] = {budget.id: budget for budget in budgets}
+        self.new_budget_ids: set[str] = set()
+        self.changed_budget_ids: set[str] = set()
         self.grants: dict[str, Grant] = {grant.id: grant for grant in grants}
         self.holds: dict[str, Hold] = {hold.id: hold for hold in holds}
         self.new_grant_ids: set[str] = set()
@@ -86,6 +93,8 @@ class Book:
         """
         self.new_grant_ids.clear()
         self.changed_grant_ids.clear()
+        self.new_budget_ids.clear()
+        self.changed_budget_ids.clear()
         self.new_hold_ids.clear()
         self.changed_hold_ids.clear()
         self.transactions.clear()
@@ -209,12 +218,13 @@ class Book:
     def reserve(self, amount: int, scope: str, ttl_us: int, now_us: int, *,
                 subjects: tuple[str, ...] = (), model: str | None = None, metadata: str = "{}",
                 key: str | None = None, fingerprint: str | None = None,
-                hold_id: str | None = None) -> dict[str, Any]:
+                hold_id: str | None = None, budget_subjects: tuple[str, ...] = ()) -> dict[str, Any]:
         assert amount > 0 and ttl_us > 0
         eligible = self.eligible(scope, subjects, now_us)
         available = sum(g.free for g in eligible) - self.org.debt(scope)
         if available < amount:
             raise self._insufficient(available, amount)
+        budgets = self._check_budgets(budget_subjects, amount, now_us)
         hold_id = hold_id or new_id("hld")
         legs: list[tuple[str, int]] = []
         entries: list[Entry] = []
@@ -228,9 +238,11 @@ class Book:
             needed -= take
             if needed == 0:
                 break
+        for budget in budgets:
+            self._put_budget(budget._replace(held=budget.held + amount))
         hold = Hold(id=hold_id, org_id=self.org.id, amount=amount, scope=scope, status="pending",
                     created_at_us=now_us, expires_at_us=now_us + ttl_us, legs=tuple(legs),
-                    model=model, metadata=metadata)
+                    model=model, metadata=metadata, budgets=tuple(b.id for b in budgets))
         self.holds[hold_id] = hold
         self.new_hold_ids.add(hold_id)
         result = {"hold_id": hold_id, "amount": amount, "expires_at_us": hold.expires_at_us,
@@ -299,6 +311,11 @@ class Book:
                     remaining -= release
             self._put_grant(grant._replace(remaining=remaining, held=grant.held - leg_amount))
         assert to_consume == 0
+        for budget_id in hold.budgets:
+            budget = self.budgets.get(budget_id)
+            if budget is not None:
+                budget = budget_current(budget, now_us)
+                self._put_budget(budget._replace(held=budget.held - hold.amount, spent=budget.spent + actual))
         self.holds[hold.id] = hold._replace(status=status, posted=actual, resolved_at_us=now_us)
         self.changed_hold_ids.add(hold.id)
         result = {"hold_id": hold.id, "status": status, "posted": actual,
@@ -309,7 +326,7 @@ class Book:
     # ----------------------------------------------------------------- debits
     def debit(self, amount: int, scope: str, now_us: int, *, subjects: tuple[str, ...] = (),
               ref: str | None = None, key: str | None = None,
-              fingerprint: str | None = None) -> dict[str, Any]:
+              fingerprint: str | None = None, budget_subjects: tuple[str, ...] = ()) -> dict[str, Any]:
         assert amount > 0
         eligible = self.eligible(scope, subjects, now_us)
         covered = min(amount, sum(g.free for g in eligible))
@@ -318,6 +335,8 @@ class Book:
         if overage > headroom:
             available = covered - self.org.debt(scope)
             raise self._insufficient(available, amount, overdraft_headroom=format_amount(headroom))
+        for budget in self._check_budgets(budget_subjects, amount, now_us):
+            self._put_budget(budget._replace(spent=budget.spent + amount))
         entries: list[Entry] = []
         paid: list[list[Any]] = []
         needed = covered
@@ -356,6 +375,45 @@ class Book:
                 self.expire_grant(grant.id, now_us)
                 count += 1
         return count
+
+    # ----------------------------------------------------------------- budgets
+    def set_budget(self, subject: str, cap: int, mode: str, period: str, now_us: int, *,
+                   key: str | None = None, fingerprint: str | None = None) -> dict[str, Any]:
+        """Create or change the budget of ``subject``; recorded in the journal (no legs)."""
+        existing = next((b for b in self.budgets.values() if b.subject == subject), None)
+        if existing is None:
+            budget = Budget(id=new_id("bdg"), org_id=self.org.id, subject=subject, cap=cap, mode=mode,
+                            period=period, spent=0, held=0, period_start_us=budget_period_start(period, now_us),
+                            created_at_us=now_us)
+            self.budgets[budget.id] = budget
+            self.new_budget_ids.add(budget.id)
+        else:
+            budget = budget_current(existing, now_us)._replace(cap=cap, mode=mode, period=period)
+            self._put_budget(budget)
+        result = {"budget_id": budget.id, "subject": subject, "cap": cap, "mode": mode, "period": period}
+        self._append("budget_set", now_us, budget.id, key, fingerprint, result, [])
+        return result
+
+    def _check_budgets(self, subjects: tuple[str, ...], amount: int, now_us: int) -> list[Budget]:
+        """The budgets an amount counts against, as of now; refuses one a hard budget cannot take."""
+        if not subjects or not self.budgets:
+            return []
+        found = [budget_current(b, now_us) for b in self.budgets.values()
+                 if b.subject in subjects and b.mode != "off"]
+        for budget in found:
+            room = budget.cap - budget.spent - budget.held
+            if budget.mode == "hard" and amount > room:
+                raise InsufficientCredits(
+                    f"budget of {budget.subject} exhausted: {format_amount(max(room, 0))} left of "
+                    f"{format_amount(budget.cap)} this {budget.period}, {format_amount(amount)} required",
+                    available=format_amount(max(room, 0)), required=format_amount(amount),
+                    limit_source=f"budget:{budget.subject}", budget_id=budget.id)
+        return found
+
+    def _put_budget(self, budget: Budget) -> None:
+        self.budgets[budget.id] = budget
+        if budget.id not in self.new_budget_ids:
+            self.changed_budget_ids.add(budget.id)
 
     # ----------------------------------------------------------------- internals
     def _grant(self, grant_id: str) -> Grant:

@@ -81,15 +81,17 @@ class Reserve(Operation):
     subjects: tuple[str, ...] = ()
     model: str | None = None
     metadata: str = "{}"
+    budget_subjects: tuple[str, ...] = ()
 
     def params(self) -> dict[str, Any]:
         return {"amount": self.amount, "scope": self.scope, "ttl_us": self.ttl_us,
-                "subjects": list(self.subjects), "model": self.model, "metadata": self.metadata}
+                "subjects": list(self.subjects), "model": self.model, "metadata": self.metadata,
+                "budgets": list(self.budget_subjects)}
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         return book.reserve(self.amount, self.scope, self.ttl_us, now_us, subjects=self.subjects,
                             model=self.model, metadata=self.metadata, key=self.idempotency_key,
-                            fingerprint=fingerprint)
+                            fingerprint=fingerprint, budget_subjects=self.budget_subjects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +133,16 @@ class Debit(Operation):
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
     ref: str | None = None
+    budget_subjects: tuple[str, ...] = ()
 
     def params(self) -> dict[str, Any]:
         return {"amount": self.amount, "scope": self.scope, "subjects": list(self.subjects),
-                "ref": self.ref}
+                "ref": self.ref, "budgets": list(self.budget_subjects)}
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         return book.debit(self.amount, self.scope, now_us, subjects=self.subjects, ref=self.ref,
-                          key=self.idempotency_key, fingerprint=fingerprint)
+                          key=self.idempotency_key, fingerprint=fingerprint,
+                          budget_subjects=self.budget_subjects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +160,19 @@ class ExpireDue(Operation):
         # (Two ExpireDue operations for one organization in one batch would both count them.)
         booked = sum(1 for tx in book.transactions if tx.kind == "hold_expire" and tx.at_us == now_us)
         return {"expired": booked + book.expire_due(now_us)}
+
+
+@dataclass(frozen=True, slots=True)
+class SetBudget(Operation):
+    kind: ClassVar[str] = "budget_set"
+    subject: str = ""
+    cap: int = 0
+    mode: str = "hard"
+    period: str = "month"
+
+    def params(self) -> dict[str, Any]:
+        return {"subject": self.subject, "cap": self.cap, "mode": self.mode, "period": self.period}
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        return book.set_budget(self.subject, self.cap, self.mode, self.period, now_us,
+                               key=self.idempotency_key, fingerprint=fingerprint)

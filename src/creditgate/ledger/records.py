@@ -100,6 +100,26 @@ class Grant(NamedTuple):
         return (self.priority, never, self.expires_at_us or 0, self.created_at_us, self.id)
 
 
+class Budget(NamedTuple):
+    """A sub-budget of an organization's credits for one project or key, per period.
+
+    ``spent`` counts what was charged against it in the period that starts at
+    ``period_start_us``; ``held`` what pending holds have earmarked. A hard budget refuses a
+    reservation or debit that would take spent + held past ``cap``; a soft one only alerts.
+    """
+
+    id: str
+    org_id: str
+    subject: str  # "project:<id>" or "key:<id>"
+    cap: int
+    mode: str  # hard | soft
+    period: str  # day | month (UTC)
+    spent: int
+    held: int
+    period_start_us: int
+    created_at_us: int
+
+
 class Hold(NamedTuple):
     id: str
     org_id: str
@@ -113,6 +133,7 @@ class Hold(NamedTuple):
     posted: int = 0
     resolved_at_us: int | None = None
     metadata: str = "{}"
+    budgets: tuple[str, ...] = ()
 
 
 class Entry(NamedTuple):

@@ -26,10 +26,19 @@ from creditgate.ledger.operations import (
     Operation,
     Post,
     Reserve,
+    SetBudget,
     Void,
     VoidGrant,
 )
-from creditgate.ledger.records import GRANT_KINDS, GRANT_SCOPES, USAGE_SCOPES, Grant, Hold, Org
+from creditgate.ledger.records import (
+    GRANT_KINDS,
+    GRANT_SCOPES,
+    USAGE_SCOPES,
+    Budget,
+    Grant,
+    Hold,
+    Org,
+)
 from creditgate.storage import ledger_store
 from creditgate.storage.database import Database
 from creditgate.storage.schema import (
@@ -195,7 +204,8 @@ class Ledger:
     def reserve_operation(self, org_id: str, amount: int, *, scope: str = "inference",
                           ttl_s: int = HOLD_TTL_DEFAULT_S, model: str | None = None,
                           subjects: Iterable[str] = (), metadata: dict[str, Any] | None = None,
-                          idempotency_key: str | None = None) -> Reserve:
+                          idempotency_key: str | None = None,
+                          budget_subjects: Iterable[str] = ()) -> Reserve:
         check_micros(amount, field="credits", allow_zero=False)
         check_usage_scope(scope)
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= HOLD_TTL_MAX_S:
@@ -204,7 +214,8 @@ class Ledger:
         subject_tuple = tuple(subjects) or ((model,) if model else ())
         return Reserve(org_id, check_key(idempotency_key), amount=amount, scope=scope,
                        ttl_us=ttl_s * 1_000_000, subjects=subject_tuple, model=model,
-                       metadata=_json_text(metadata or {}, "metadata"))
+                       metadata=_json_text(metadata or {}, "metadata"),
+                       budget_subjects=tuple(budget_subjects))
 
     def reserve(self, org_id: str, amount: int, **options: Any) -> dict[str, Any]:
         return self.execute(self.reserve_operation(org_id, amount, **options))
@@ -218,15 +229,41 @@ class Ledger:
 
     def debit_operation(self, org_id: str, amount: int, *, scope: str = "inference",
                         subjects: Iterable[str] = (), ref: str | None = None,
-                        idempotency_key: str | None = None) -> Debit:
+                        idempotency_key: str | None = None,
+                        budget_subjects: Iterable[str] = ()) -> Debit:
         check_micros(amount, field="credits", allow_zero=False)
         check_usage_scope(scope)
         check_text(ref, "ref", REF_LENGTH_MAX)
         return Debit(org_id, check_key(idempotency_key), amount=amount, scope=scope,
-                     subjects=tuple(subjects), ref=ref)
+                     subjects=tuple(subjects), ref=ref, budget_subjects=tuple(budget_subjects))
 
     def debit(self, org_id: str, amount: int, **options: Any) -> dict[str, Any]:
         return self.execute(self.debit_operation(org_id, amount, **options))
+
+    def set_budget(self, org_id: str, subject: str, cap: int, *, mode: str = "hard", period: str = "month",
+                   idempotency_key: str | None = None) -> dict[str, Any]:
+        """Give a project or key (``project:<id>`` / ``key:<id>``) a credit budget per period."""
+        from creditgate.ledger.budgets import BUDGET_MODES, BUDGET_PERIODS
+
+        if not isinstance(subject, str) or not re.fullmatch(r"(project|key):[A-Za-z0-9_]{1,40}", subject):
+            raise InvalidInput("subject must be project:<project id> or key:<key id>", param="subject")
+        check_micros(cap, field="cap")
+        if mode not in BUDGET_MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(BUDGET_MODES)}", param="mode")
+        if period not in BUDGET_PERIODS:
+            raise InvalidInput(f"period must be one of {', '.join(BUDGET_PERIODS)}", param="period")
+        return self.execute(SetBudget(org_id, check_key(idempotency_key), subject=subject, cap=cap,
+                                      mode=mode, period=period))
+
+    def list_budgets(self, org_id: str) -> list[Budget]:
+        from creditgate.ledger.budgets import current
+        from creditgate.storage.schema import budgets
+
+        now = self.clock.now_us()
+        with self.database.read() as conn:
+            self.get_org(org_id, connection=conn)
+            return [current(ledger_store.budget_from_row(row), now) for row in conn.execute(
+                ledger_store.budget_select().where(budgets.c.org_id == org_id).order_by(budgets.c.subject))]
 
     def expire_due(self, org_id: str | None = None) -> int:
         """Book every expiry that is due (holds past their ttl, grants past their expiry)."""

@@ -17,6 +17,7 @@ import orjson
 from creditgate.ledger import journal
 from creditgate.ledger.records import (
     GENESIS_HASH,
+    Budget,
     Entry,
     Grant,
     Hold,
@@ -67,7 +68,7 @@ class VerifyReport:
 
 
 def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Iterable[Grant],
-              holds: Iterable[Hold]) -> list[str]:
+              holds: Iterable[Hold], budgets: Iterable[Budget] = ()) -> list[str]:
     problems: list[str] = []
     balances: dict[str, int] = defaultdict(int)
     hold_by_grant: dict[tuple[str, str | None], int] = defaultdict(int)
@@ -129,6 +130,11 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
             problems.append(f"org {org.id}: {scope} debt {org.debt(scope)} differs from the journal")
     pending_by_grant: dict[str, int] = defaultdict(int)
     holds, grants = list(holds), list(grants)
+    pending_by_budget: dict[str, int] = defaultdict(int)
+    for hold in holds:
+        if hold.status == "pending":
+            for budget_id in hold.budgets:
+                pending_by_budget[budget_id] += hold.amount
     # Rows the journal created must still exist: a deleted row would take its credits with it.
     for missing in sorted(set(hold_amount) - {hold.id for hold in holds}):
         problems.append(f"org {org.id} hold {missing}: in the journal but its row is missing")
@@ -155,6 +161,9 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
                 pending_by_grant[grant_id] += amount
                 if hold_by_grant.get((hold.id, grant_id), 0) != amount:
                     problems.append(f"{where}: leg on grant {grant_id} differs from the journal")
+    for budget in budgets:
+        if budget.held != pending_by_budget.get(budget.id, 0):
+            problems.append(f"org {org.id} budget {budget.id}: held {budget.held} differs from its pending holds")
     for grant in grants:
         where = f"org {org.id} grant {grant.id}"
         if issued.get(grant.id) != grant.amount:
@@ -196,11 +205,11 @@ def verify(database: Any) -> VerifyReport:
 
     report = VerifyReport()
     with database.read() as connection:
-        for org, transactions, grants, holds in verify_reader.iter_orgs(connection):
+        for org, transactions, grants, holds, budgets in verify_reader.iter_orgs(connection):
             report.organizations += 1
             report.transactions += len(transactions)
             report.grants += len(grants)
             report.holds += len(holds)
-            report.problems.extend(audit_org(org, transactions, grants, holds))
+            report.problems.extend(audit_org(org, transactions, grants, holds, budgets))
         report.problems.extend(verify_reader.schema_problems(connection))
     return report

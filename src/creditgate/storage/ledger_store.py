@@ -16,13 +16,14 @@ import orjson
 from sqlalchemy import Connection
 
 from creditgate.ledger.book import Book
-from creditgate.ledger.records import GENESIS_HASH, Grant, Hold, Org
+from creditgate.ledger.records import GENESIS_HASH, Budget, Grant, Hold, Org
 
 ORG_COLUMNS = "id, name, created_at_us, overdraft_limit, debt_inference, debt_training, chain_seq, chain_head"
 GRANT_COLUMNS = ("id, org_id, kind, scope, priority, effective_at_us, expires_at_us, amount, remaining, "
                  "held, created_at_us, cost_basis, currency, status, allow, source_grant_id, rollover, metadata")
 HOLD_COLUMNS = ("id, org_id, amount, scope, status, created_at_us, expires_at_us, legs, model, posted, "
-                "resolved_at_us, metadata")
+                "resolved_at_us, metadata, budgets")
+BUDGET_COLUMNS = "id, org_id, subject, cap, mode, period, spent, held, period_start_us, created_at_us"
 
 
 def org_from_row(row: Sequence[Any]) -> Org:
@@ -44,7 +45,12 @@ def hold_from_row(row: Sequence[Any]) -> Hold:
     return Hold(id=row[0], org_id=row[1], amount=row[2], scope=row[3], status=row[4],
                 created_at_us=row[5], expires_at_us=row[6],
                 legs=tuple((leg[0], leg[1]) for leg in orjson.loads(row[7])), model=row[8],
-                posted=row[9], resolved_at_us=row[10], metadata=row[11])
+                posted=row[9], resolved_at_us=row[10], metadata=row[11],
+                budgets=tuple(orjson.loads(row[12])) if row[12] and row[12] != "[]" else ())
+
+
+def budget_from_row(row: Sequence[Any]) -> Budget:
+    return Budget(*row)
 
 
 class Driver:
@@ -151,7 +157,11 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
     wanted_holds = {h for h in hold_ids if not any(h in book.holds for book in books.values())}
     grant_rows: dict[str, list[Grant]] = {org_id: [] for org_id in org_rows}
     hold_rows: dict[str, list[Hold]] = {org_id: [] for org_id in org_rows}
+    budget_rows: dict[str, list[Budget]] = {org_id: [] for org_id in org_rows}
     if missing:
+        for row in driver.all(f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
+                              missing):
+            budget_rows[row[1]].append(budget_from_row(row))
         for row in driver.all(
                 f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
                 "AND (status = 'active' OR held > 0)", missing):
@@ -171,7 +181,7 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
             if row[1] in hold_rows and all(h.id != row[0] for h in hold_rows[row[1]]):
                 hold_rows[row[1]].append(hold_from_row(row))
     for org_id in missing:
-        books[org_id] = Book(org_rows[org_id], grant_rows[org_id], hold_rows[org_id])
+        books[org_id] = Book(org_rows[org_id], grant_rows[org_id], hold_rows[org_id], budget_rows[org_id])
     for org_id, book in books.items():
         if org_id in missing:
             continue
@@ -200,7 +210,7 @@ def find_replays(connection: Connection, keys: Collection[tuple[str, str]]) -> d
 
 
 class _Replay:
-    __slots__ = ("kind", "fingerprint", "result")
+    __slots__ = ("fingerprint", "kind", "result")
 
     def __init__(self, *, kind: str, fingerprint: str | None, result: str) -> None:
         self.kind = kind
@@ -213,6 +223,8 @@ TRANSACTION_COLUMNS = ("org_id, seq, kind, at_us, ref, idempotency_key, fingerpr
                        "prev_hash, hash")
 _GRANT_UPDATE = (("remaining", "bigint"), ("held", "bigint"), ("status", "text"))
 _HOLD_UPDATE = (("status", "text"), ("posted", "bigint"), ("resolved_at_us", "bigint"))
+_BUDGET_UPDATE = (("cap", "bigint"), ("mode", "text"), ("period", "text"), ("spent", "bigint"),
+                  ("held", "bigint"), ("period_start_us", "bigint"))
 _ORG_UPDATE = (("chain_seq", "bigint"), ("chain_head", "text"), ("debt_inference", "bigint"),
                ("debt_training", "bigint"))
 
@@ -224,6 +236,8 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
     new_holds: list[Sequence[Any]] = []
     changed_holds: list[Sequence[Any]] = []
     changed_orgs: list[Sequence[Any]] = []
+    new_budgets: list[Sequence[Any]] = []
+    changed_budgets: list[Sequence[Any]] = []
     transactions: list[Sequence[Any]] = []
     for book in books:
         if not book.transactions:
@@ -238,6 +252,11 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
         for hold_id in book.changed_hold_ids - book.new_hold_ids:
             hold = book.holds[hold_id]
             changed_holds.append((hold.status, hold.posted, hold.resolved_at_us, hold.id))
+        for budget_id in book.new_budget_ids:
+            new_budgets.append(tuple(book.budgets[budget_id]))
+        for budget_id in book.changed_budget_ids:
+            b = book.budgets[budget_id]
+            changed_budgets.append((b.cap, b.mode, b.period, b.spent, b.held, b.period_start_us, b.id))
         org = book.org
         changed_orgs.append((org.chain_seq, org.chain_head, org.debt_inference, org.debt_training, org.id))
         for tx in book.transactions:
@@ -251,6 +270,8 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
     driver.update_many("grants", _GRANT_UPDATE, changed_grants)
     driver.insert_many("holds", HOLD_COLUMNS, new_holds)
     driver.update_many("holds", _HOLD_UPDATE, changed_holds)
+    driver.insert_many("budgets", BUDGET_COLUMNS, new_budgets)
+    driver.update_many("budgets", _BUDGET_UPDATE, changed_budgets)
     driver.insert_many("journal_transactions", TRANSACTION_COLUMNS, transactions)
     driver.update_many("orgs", _ORG_UPDATE, changed_orgs)
 
@@ -270,7 +291,7 @@ def grant_row(grant: Grant) -> tuple[Any, ...]:
 def hold_row(hold: Hold) -> tuple[Any, ...]:
     return (hold.id, hold.org_id, hold.amount, hold.scope, hold.status, hold.created_at_us,
             hold.expires_at_us, orjson.dumps([list(leg) for leg in hold.legs]).decode(), hold.model,
-            hold.posted, hold.resolved_at_us, hold.metadata)
+            hold.posted, hold.resolved_at_us, hold.metadata, orjson.dumps(list(hold.budgets)).decode())
 
 
 def _columns(table: Any, names: str) -> list[Any]:
@@ -290,6 +311,13 @@ def grant_select() -> Any:
 
     from creditgate.storage.schema import grants
     return select(*_columns(grants, GRANT_COLUMNS))
+
+
+def budget_select() -> Any:
+    from sqlalchemy import select
+
+    from creditgate.storage.schema import budgets
+    return select(*_columns(budgets, BUDGET_COLUMNS))
 
 
 def hold_select() -> Any:

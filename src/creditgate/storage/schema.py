@@ -109,6 +109,8 @@ holds = Table(
     # [[grant_id, amount], ...] in burn-down order: which grants the hold earmarked.
     Column("legs", Text, nullable=False),
     Column("metadata", Text, nullable=False, server_default="{}"),
+    # Ids of the budgets this hold counts against, as a JSON list.
+    Column("budgets", Text, nullable=False, server_default="[]"),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("0 <= posted AND posted <= amount", name="posted_bounds"),
     CheckConstraint("status IN ('pending','posted','voided','expired')", name="status_known"),
@@ -116,6 +118,24 @@ holds = Table(
                     name="pending_unresolved"),
     CheckConstraint("expires_at_us > created_at_us", name="expiry_after_start"),
     Index("ix_holds_status_expiry", "status", "expires_at_us"),
+)
+
+budgets = Table(
+    "budgets", metadata,
+    Column("id", ID, primary_key=True),
+    Column("org_id", ID, ForeignKey("orgs.id"), nullable=False),
+    Column("subject", String(60), nullable=False),
+    Column("cap", BigInteger, nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("spent", BigInteger, nullable=False, server_default="0"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "subject", name="uq_budgets_org_subject"),
+    CheckConstraint("cap >= 0 AND spent >= 0 AND held >= 0", name="amounts_nonnegative"),
+    CheckConstraint("mode IN ('hard','soft','off')", name="mode_known"),
+    CheckConstraint("period IN ('day','month')", name="period_known"),
 )
 
 journal_transactions = Table(

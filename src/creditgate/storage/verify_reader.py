@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import Connection, select, text
 
-from creditgate.ledger.records import Grant, Hold, Org
+from creditgate.ledger.records import Budget, Grant, Hold, Org
 from creditgate.ledger.verify import StoredTransaction
 from creditgate.storage import ledger_store
-from creditgate.storage.schema import grants, holds, journal_transactions, orgs
+from creditgate.storage.schema import budgets, grants, holds, journal_transactions, orgs
 
 # Rows that break a constraint can only exist if constraints were bypassed (for example an edit
 # with foreign keys or checks off); the verifier looks for them anyway.
@@ -31,7 +31,8 @@ _INVARIANT_QUERIES = {
 }
 
 
-def iter_orgs(connection: Connection) -> Iterator[tuple[Org, list[StoredTransaction], list[Grant], list[Hold]]]:
+def iter_orgs(connection: Connection) -> Iterator[
+        tuple[Org, list[StoredTransaction], list[Grant], list[Hold], list[Budget]]]:
     org_ids = [row[0] for row in connection.execute(select(orgs.c.id).order_by(orgs.c.id))]
     for org_id in org_ids:
         org_row = connection.execute(ledger_store.org_select().where(orgs.c.id == org_id)).one()
@@ -46,7 +47,9 @@ def iter_orgs(connection: Connection) -> Iterator[tuple[Org, list[StoredTransact
             ledger_store.grant_select().where(grants.c.org_id == org_id))]
         hold_rows = [ledger_store.hold_from_row(row) for row in connection.execute(
             ledger_store.hold_select().where(holds.c.org_id == org_id))]
-        yield ledger_store.org_from_row(org_row), transactions, grant_rows, hold_rows
+        budget_rows = [ledger_store.budget_from_row(row) for row in connection.execute(
+            ledger_store.budget_select().where(budgets.c.org_id == org_id))]
+        yield ledger_store.org_from_row(org_row), transactions, grant_rows, hold_rows, budget_rows
 
 
 def schema_problems(connection: Connection) -> list[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -285,6 +284,24 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_billing_trials_org_id_orgs')),
     sa.PrimaryKeyConstraint('org_id', name=op.f('pk_billing_trials'))
     )
+    op.create_table('budgets',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('org_id', sa.String(length=40), nullable=False),
+    sa.Column('subject', sa.String(length=60), nullable=False),
+    sa.Column('cap', sa.BigInteger(), nullable=False),
+    sa.Column('mode', sa.String(length=8), nullable=False),
+    sa.Column('period', sa.String(length=8), nullable=False),
+    sa.Column('spent', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('held', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('period_start_us', sa.BigInteger(), nullable=False),
+    sa.Column('created_at_us', sa.BigInteger(), nullable=False),
+    sa.CheckConstraint("mode IN ('hard','soft','off')", name=op.f('ck_budgets_mode_known')),
+    sa.CheckConstraint("period IN ('day','month')", name=op.f('ck_budgets_period_known')),
+    sa.CheckConstraint('cap >= 0 AND spent >= 0 AND held >= 0', name=op.f('ck_budgets_amounts_nonnegative')),
+    sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_budgets_org_id_orgs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_budgets')),
+    sa.UniqueConstraint('org_id', 'subject', name='uq_budgets_org_subject')
+    )
     op.create_table('grants',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('org_id', sa.String(length=40), nullable=False),
@@ -332,6 +349,7 @@ def upgrade() -> None:
     sa.Column('resolved_at_us', sa.BigInteger(), nullable=True),
     sa.Column('legs', sa.Text(), nullable=False),
     sa.Column('metadata', sa.Text(), server_default='{}', nullable=False),
+    sa.Column('budgets', sa.Text(), server_default='[]', nullable=False),
     sa.CheckConstraint("status <> 'pending' OR (posted = 0 AND resolved_at_us IS NULL)", name=op.f('ck_holds_pending_unresolved')),
     sa.CheckConstraint("status IN ('pending','posted','voided','expired')", name=op.f('ck_holds_status_known')),
     sa.CheckConstraint('0 <= posted AND posted <= amount', name=op.f('ck_holds_posted_bounds')),
@@ -600,6 +618,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_grants_org_status')
 
     op.drop_table('grants')
+    op.drop_table('budgets')
     op.drop_table('billing_trials')
     op.drop_table('billing_topup_rules')
     with op.batch_alter_table('billing_statements', schema=None) as batch_op:
@@ -654,14 +673,14 @@ _generated_upgrade = upgrade
 _generated_downgrade = downgrade
 
 
-def upgrade() -> None:  # noqa: F811 - extends the generated body
+def upgrade() -> None:
     _generated_upgrade()
     if op.get_bind().dialect.name == "postgresql":
         op.execute(BALANCED_FUNCTION)
         op.execute(BALANCED_TRIGGER)
 
 
-def downgrade() -> None:  # noqa: F811
+def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS journal_transactions_balanced ON journal_transactions")
         op.execute("DROP FUNCTION IF EXISTS creditgate_check_balanced()")

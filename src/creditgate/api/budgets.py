@@ -1,0 +1,50 @@
+"""Budgets: sub-budgets per project or key, enforced inside the same reservation as credits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+
+from creditgate.api.auth import Caller, require_org
+from creditgate.api.common import blocking, credits_in, services_of
+from creditgate.api.schemas import Amount, OrgId, Strict
+from creditgate.clock import iso
+from creditgate.ledger.credits import format_amount
+from creditgate.ledger.records import Budget
+
+router = APIRouter(tags=["budgets"])
+
+
+class BudgetSet(Strict):
+    subject: Annotated[str, Field(pattern=r"^(project|key):[A-Za-z0-9_]{1,40}$",
+                                  description="project:<project id> or key:<key id>")]
+    cap: Amount
+    mode: Literal["hard", "soft", "off"] = "hard"
+    period: Literal["day", "month"] = "month"
+
+
+def budget_dict(budget: Budget) -> dict[str, Any]:
+    return {"id": budget.id, "subject": budget.subject, "cap": format_amount(budget.cap), "mode": budget.mode,
+            "period": budget.period, "spent": format_amount(budget.spent), "held": format_amount(budget.held),
+            "remaining": format_amount(max(budget.cap - budget.spent - budget.held, 0)),
+            "period_start": iso(budget.period_start_us)}
+
+
+@router.put("/orgs/{org_id}/budgets")
+async def set_budget(org_id: OrgId, body: BudgetSet, principal: Caller, request: Request) -> dict[str, Any]:
+    """Create or change the budget of one project or key (admin, or an org key with ``manage``)."""
+    require_org(principal, org_id, "manage")
+    ledger = services_of(request).ledger
+    result = await blocking(ledger.set_budget, org_id, body.subject, credits_in(body.cap, "cap", allow_zero=True),
+                            mode=body.mode, period=body.period)
+    found = await blocking(ledger.list_budgets, org_id)
+    return budget_dict(next(b for b in found if b.id == result["budget_id"]))
+
+
+@router.get("/orgs/{org_id}/budgets")
+async def list_budgets(org_id: OrgId, principal: Caller, request: Request) -> dict[str, Any]:
+    require_org(principal, org_id, "read")
+    found = await blocking(services_of(request).ledger.list_budgets, org_id)
+    return {"data": [budget_dict(budget) for budget in found]}

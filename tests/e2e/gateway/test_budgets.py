@@ -1,0 +1,31 @@
+"""A hard budget on a key answers 402 naming the budget; the organization's credits are untouched."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from creditgate.ledger.credits import parse_amount
+from tests.e2e.gateway.conftest import Stack
+
+
+def test_hard_key_budget_answers_402_with_its_limit_source(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, key_id, secret = stack.org_with_key("budgeted", "100")
+    # 2000 output tokens at 600 credits per 1M make a hold of about 1.2 credits, more than the
+    # key's budget of 1; 100 output tokens (0.06) fit.
+    stack.services.ledger.set_budget(org_id, f"key:{key_id}", parse_amount("1"), mode="hard")
+    client = stack.openai(secret)
+    messages = [{"role": "user", "content": "hello"}]
+    client.chat.completions.create(model="mock-gpt", messages=messages, max_tokens=100)
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model="mock-gpt", messages=messages, max_tokens=2000)
+    assert refused.value.status_code == 402
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "insufficient_credits"
+    assert error["limit_source"] == f"key:{key_id}".join(["budget:", ""])
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.pending == 0 and balance.available > parse_amount("99")
+    [budget] = stack.services.ledger.list_budgets(org_id)
+    assert budget.held == 0 and 0 < budget.spent < parse_amount("0.01")
