@@ -34,7 +34,7 @@ class ManualClock:
         with self._lock:
             return self._now_us
 
-    def advance(self, *, seconds: float | int = 0, days: int = 0, micros: int = 0) -> int:
+    def advance(self, *, seconds: float = 0, days: int = 0, micros: int = 0) -> int:
         delta = int(seconds * MICROS_PER_SECOND) + days * 86_400 * MICROS_PER_SECOND + micros
         assert delta >= 0, "time only moves forward"
         with self._lock:

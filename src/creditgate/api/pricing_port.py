@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import select
 
 from creditgate.bootstrap import Services
 from creditgate.errors import NotFound
-from creditgate.pricing.card_files import parse_card_document
 from creditgate.pricing._exact import load_json_exact
+from creditgate.pricing.card_files import parse_card_document
 from creditgate.pricing.rating import PricingEngine
 from creditgate.storage.tables_api import api_rate_cards
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from creditgate.api.auth import Caller, require_org
 from creditgate.api.common import blocking, services_of, time_in
-from creditgate.api.schemas import OrgId, TEXT_PATTERN
+from creditgate.api.schemas import TEXT_PATTERN, OrgId
 from creditgate.clock import iso
 from creditgate.usage.queries import DAY_US, UsageQuery, run_query, to_csv, totals_of
 

@@ -7,7 +7,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from creditgate.cli.common import DB_OPTION, JSON_OPTION, amount, console, fail, instant, print_json, services
+from creditgate.cli.common import (
+    DB_OPTION,
+    JSON_OPTION,
+    amount,
+    console,
+    fail,
+    instant,
+    print_json,
+    services,
+)
 from creditgate.clock import iso
 from creditgate.ledger.credits import format_amount
 from creditgate.ledger.records import Grant
@@ -226,5 +235,16 @@ def expire(db: str | None = DB_OPTION) -> None:
         typer.echo(f"expired {built.ledger.expire_due()} holds and grants")
 
 
-__all__ = ["db_app", "orgs_app", "projects_app", "grants_app", "holds_app", "balance", "debit", "journal",
-           "verify", "expire", "fail"]
+__all__ = [
+    "balance",
+    "db_app",
+    "debit",
+    "expire",
+    "fail",
+    "grants_app",
+    "holds_app",
+    "journal",
+    "orgs_app",
+    "projects_app",
+    "verify",
+]

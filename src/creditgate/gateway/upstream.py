@@ -86,7 +86,7 @@ class Upstreams:
                                         timeout=timeout) as response:
                 content = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
         if status >= 400:
             raise _answer_failure(status, content)
@@ -104,7 +104,7 @@ class Upstreams:
         url, headers, timeout = self._request(deployment, path)
         try:
             response = await self.client.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
         try:
             if response.status >= 400:
@@ -115,7 +115,7 @@ class Upstreams:
                     line = raw.rstrip(b"\r\n")
                     if line:
                         yield line
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as error:
                 raise _transport_failure(deployment, error) from None
         finally:
             response.release()

@@ -42,7 +42,7 @@ tracking_alert_rules = Table(
     Column("changed_at_us", BigInteger, nullable=True),
     Column("evaluated_at_us", BigInteger, nullable=True),
     CheckConstraint("state IN ('ok','firing')", name="state_known"),
-    CheckConstraint("kind IN ('available_below','depletion_within','expiring_waste','spend_spike')",
+    CheckConstraint("kind IN ('available_below','budget_used','depletion_within','expiring_waste','spend_spike')",
                     name="kind_known"),
     CheckConstraint("hysteresis_percent BETWEEN 0 AND 100", name="hysteresis_range"),
     Index("ix_tracking_alert_rules_org", "org_id"),

@@ -33,7 +33,7 @@ from creditgate.storage.tables_tracking import tracking_alert_rules, tracking_al
 from creditgate.tracking.events import record_event
 from creditgate.tracking.forecast import DAY_US
 
-RULE_KINDS: Final = ("available_below", "depletion_within", "expiring_waste", "spend_spike")
+RULE_KINDS: Final = ("available_below", "budget_used", "depletion_within", "expiring_waste", "spend_spike")
 FORECAST_KINDS: Final = frozenset({"depletion_within", "expiring_waste", "spend_spike"})
 RULES_PER_ORG_MAX: Final = 50
 DAYS_MAX: Final = 365
@@ -70,6 +70,7 @@ class Observation:
 
     available: int
     forecast: Any = None  # creditgate.tracking.forecasting.OrgForecast
+    budgets: tuple[Any, ...] = ()  # creditgate.ledger.records.Budget, current period
 
 
 # ------------------------------------------------------------------------------ pure
@@ -81,6 +82,13 @@ def check_params(kind: str, params: Any) -> dict[str, Any]:
     try:
         if kind == "available_below":
             return {"credits": format_amount(parse_amount(params.get("credits", ""), field="credits"))}
+        if kind == "budget_used":
+            subject, percent = params.get("subject"), params.get("percent")
+            if not isinstance(subject, str) or not subject.startswith(("project:", "key:")):
+                raise InvalidInput("params.subject must be project:<id> or key:<id>", param="params.subject")
+            if isinstance(percent, bool) or not isinstance(percent, int) or not 1 <= percent <= 100:
+                raise InvalidInput("params.percent must be a whole number from 1 to 100", param="params.percent")
+            return {"subject": subject, "percent": percent}
         if kind == "spend_spike":
             factor = parse_amount(params.get("factor", "3"), field="factor", allow_zero=False)
             return {"factor": format_amount(factor)}
@@ -106,6 +114,17 @@ def read(rule: Rule, observation: Observation) -> Reading:
         return Reading(value < limit, value * 100 >= limit * (100 + margin), format_amount(value),
                        f"available {format_amount(value)} is below {rule.params['credits']} credits",
                        {"available": format_amount(value), "threshold": rule.params["credits"]})
+    if rule.kind == "budget_used":
+        budget = next((b for b in observation.budgets if b.subject == rule.params["subject"]), None)
+        used, cap = (budget.spent + budget.held, budget.cap) if budget is not None else (0, 0)
+        percent = rule.params["percent"]
+        alarm = cap > 0 and used * 100 >= cap * percent
+        clear = cap == 0 or used * 100 < cap * max(percent - margin, 0)
+        shown = format_amount(divide_round_half_up(used * 100 * MICROS, cap)) if cap else "0"
+        return Reading(alarm, clear, shown,
+                       f"budget of {rule.params['subject']} is {shown}% used (alert at {percent}%)",
+                       {"subject": rule.params["subject"], "used": format_amount(used),
+                        "cap": format_amount(cap), "percent": percent})
     forecast = observation.forecast
     assert forecast is not None, "forecast rules need a forecast"
     if rule.kind == "depletion_within":

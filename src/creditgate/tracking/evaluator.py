@@ -148,7 +148,9 @@ class Evaluator:
         forecast = None
         if any(rule.kind in FORECAST_KINDS for rule in rules):
             forecast = self.tracking.forecast(org_id, max_age_us=FORECAST_CACHE_US)
-        observation = Observation(available=balance.available, forecast=forecast)
+        budgets = tuple(self.tracking.services.ledger.list_budgets(org_id)) if any(
+            rule.kind == "budget_used" for rule in rules) else ()
+        observation = Observation(available=balance.available, forecast=forecast, budgets=budgets)
         return sum(1 for rule in rules if self.rules.apply(rule, read(rule, observation)) is not None)
 
 

@@ -37,9 +37,9 @@ from creditgate.ledger.credits import format_amount
 from creditgate.ledger.group_commit import apply_batch
 from creditgate.ledger.operations import Debit
 from creditgate.storage.database import Database
-from creditgate.usage._sql import Sql
 from creditgate.storage.schema import orgs, projects
 from creditgate.storage.tables_api import api_keys
+from creditgate.usage._sql import Sql
 from creditgate.usage.events import Rejected, UsageEvent, parse_event
 from creditgate.usage.records import UsageRow, insert_usage
 
@@ -63,7 +63,7 @@ class Caller:
 
 
 class _Priced:
-    __slots__ = ("index", "event", "credits", "reason", "message")
+    __slots__ = ("credits", "event", "index", "message", "reason")
 
     def __init__(self, index: int, event: UsageEvent, credits: int) -> None:
         self.index = index

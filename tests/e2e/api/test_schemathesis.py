@@ -14,11 +14,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from tests.e2e.api.conftest import sample_engine, start_server
 
 from creditgate.api import keystore
 from creditgate.bootstrap import bootstrap
 from creditgate.clock import ManualClock
-from tests.e2e.api.conftest import sample_engine, start_server
 
 EXAMPLES_PER_OPERATION = 5
 # What the issue asks: no 5xx, and every answer is one the spec documents, in the documented

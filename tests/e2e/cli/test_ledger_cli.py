@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 CLI_TIMEOUT_S = 60
+CLI_PARALLEL = 4
 CREDITGATE = Path(sys.executable).with_name("creditgate")
 
 
@@ -155,17 +156,21 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(world: World, case: str) -> None:
-    args, fragment = BAD_INPUTS[case]
-    args = [arg.replace("{hold}", world.hold) for arg in args]
+def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(world: World) -> None:
+    """Every case in BAD_INPUTS; they run concurrently (none may write), failures listed together."""
     before = journal_rows(world.path)
-    run = cli(world.db, *args)
-    assert run.code != 0
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1, f"stderr is not one line:\n{run.err}"
-    assert fragment.lower() in lines[0].lower()
-    assert "Traceback" not in run.err and run.out == ""
+
+    def check(case: str) -> str | None:
+        args, fragment = BAD_INPUTS[case]
+        run = cli(world.db, *[arg.replace("{hold}", world.hold) for arg in args])
+        lines = run.err.strip().splitlines()
+        if run.code == 0 or len(lines) != 1 or fragment.lower() not in lines[0].lower() or run.out:
+            return f"{case}: exit {run.code}, stdout {run.out!r}, stderr {run.err!r}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=CLI_PARALLEL) as pool:
+        failures = [failure for failure in pool.map(check, BAD_INPUTS) if failure]
+    assert not failures, "\n".join(failures)
     assert journal_rows(world.path) == before
 
 

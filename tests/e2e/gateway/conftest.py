@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.support.openai_upstream import create_upstream_app
+from tests.support.servers import serve
 
 from creditgate.bootstrap import Services, bootstrap
 from creditgate.clock import ManualClock
 from creditgate.ledger.credits import parse_amount
-from tests.support.openai_upstream import create_upstream_app
-from tests.support.servers import serve
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 PRICES = {"input_tokens": "150", "output_tokens": "600", "per": 1000000}

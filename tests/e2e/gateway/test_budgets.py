@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import openai
 import pytest
+from tests.e2e.gateway.conftest import Stack
 
 from creditgate.ledger.credits import parse_amount
-from tests.e2e.gateway.conftest import Stack
 
 
 def test_hard_key_budget_answers_402_with_its_limit_source(stack: Stack) -> None:

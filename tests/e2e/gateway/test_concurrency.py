@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import openai
+from tests.e2e.gateway.conftest import PRICES, Stack
 
 from creditgate.ledger.credits import parse_amount
-from tests.e2e.gateway.conftest import PRICES, Stack
 
 REQUESTS = 200
 GRANTED = "1"

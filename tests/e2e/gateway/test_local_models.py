@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 
 import httpx
+from tests.e2e.gateway.conftest import Stack
 
 from creditgate.gateway.demo_model import DEMO_INPUT, demo_model_bytes
 from creditgate.ledger.credits import format_amount, parse_amount
-from tests.e2e.gateway.conftest import Stack
 
 ONNX_PRICES = {"requests": "0.001", "items": "0.0001", "compute_ms": "0.01", "per": 1}
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
+from tests.support.openai_upstream import create_upstream_app
+from tests.support.servers import free_port, serve
 
 from creditgate.api import keystore
 from creditgate.bootstrap import Services, bootstrap
@@ -23,8 +25,6 @@ from creditgate.gateway.deployment_store import DeploymentStore
 from creditgate.gateway.limit_store import LimitStore
 from creditgate.ledger.credits import parse_amount
 from creditgate.ledger.verify import verify
-from tests.support.openai_upstream import create_upstream_app
-from tests.support.servers import free_port, serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 ROOT = Path(__file__).resolve().parents[3]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import openai
 import pytest
+from tests.e2e.gateway.conftest import Stack
 
 from creditgate.ledger.credits import format_amount, parse_amount
-from tests.e2e.gateway.conftest import Stack
 
 
 def cost(input_tokens: int, output_tokens: int) -> int:

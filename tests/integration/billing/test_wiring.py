@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from creditgate.api.app import create_app
-from creditgate.bootstrap import bootstrap
 from creditgate.billing.scheduler import BillingScheduler
+from creditgate.bootstrap import bootstrap
 from creditgate.clock import ManualClock, iso
 from creditgate.ledger.credits import parse_amount
 from tests.support.servers import serve

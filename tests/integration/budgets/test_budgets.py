@@ -92,3 +92,28 @@ def test_concurrent_reservations_never_overshoot_a_budget(ledger: Ledger) -> Non
     [budget] = ledger.list_budgets(org.id)
     assert budget.held == C("20")
     assert verify(ledger.database).ok
+
+
+def test_soft_budget_alert_fires_once_when_the_budget_is_mostly_used(database_url: str, clock: ManualClock) -> None:
+    from creditgate.bootstrap import bootstrap
+    from creditgate.tracking.service import Tracking
+
+    services = bootstrap(database_url, clock=clock)
+    ledger = services.ledger
+    org = ledger.create_org("soft")
+    ledger.grant(org.id, C("100"))
+    ledger.set_budget(org.id, "project:prj_docs", C("10"), mode="soft")
+    tracking = Tracking(services)
+    tracking.rules.create(org.id, "budget_used", {"subject": "project:prj_docs", "percent": 80})
+    ledger.debit(org.id, C("7"), budget_subjects=["project:prj_docs"])
+    tracking.step()
+    assert tracking.rules.alerts(org.id) == []
+    ledger.debit(org.id, C("2"), budget_subjects=["project:prj_docs"])  # 90%: fires
+    clock.advance(seconds=120)
+    tracking.step()
+    ledger.debit(org.id, C("5"), budget_subjects=["project:prj_docs"])  # soft: allowed past the cap
+    clock.advance(seconds=120)
+    tracking.step()
+    assert [a["transition"] for a in tracking.rules.alerts(org.id)] == ["fired"]
+    tracking.close()
+    services.close()

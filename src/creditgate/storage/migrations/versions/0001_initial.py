@@ -400,7 +400,7 @@ def upgrade() -> None:
     sa.Column('created_at_us', sa.BigInteger(), nullable=False),
     sa.Column('changed_at_us', sa.BigInteger(), nullable=True),
     sa.Column('evaluated_at_us', sa.BigInteger(), nullable=True),
-    sa.CheckConstraint("kind IN ('available_below','depletion_within','expiring_waste','spend_spike')", name=op.f('ck_tracking_alert_rules_kind_known')),
+    sa.CheckConstraint("kind IN ('available_below','budget_used','depletion_within','expiring_waste','spend_spike')", name=op.f('ck_tracking_alert_rules_kind_known')),
     sa.CheckConstraint("state IN ('ok','firing')", name=op.f('ck_tracking_alert_rules_state_known')),
     sa.CheckConstraint('hysteresis_percent BETWEEN 0 AND 100', name=op.f('ck_tracking_alert_rules_hysteresis_range')),
     sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_tracking_alert_rules_org_id_orgs')),
