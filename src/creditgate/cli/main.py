@@ -6,6 +6,7 @@ import importlib
 import sys
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from creditgate.cli import ledger_commands as ledger_cli
 from creditgate.errors import CreditgateError
@@ -60,6 +61,11 @@ def run() -> None:
         sys.exit(1)
     except AmountError as error:
         typer.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as error:
+        # An unreachable database or one on an unexpected schema: one line, not a traceback.
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        typer.echo(f"error: database: {reason}", err=True)
         sys.exit(1)
     except Exception as error:
         # Typer vendors its own click, so usage errors are matched by shape, not by class.
