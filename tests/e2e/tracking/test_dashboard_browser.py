@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from tests.e2e.gateway.conftest import Stack
 
 from creditgate.ledger.credits import parse_amount
@@ -56,7 +57,9 @@ def test_dashboard_live_balance_grant_and_statement(tracking_stack: Stack, brows
     page.get_by_role("heading", name="Browser Co", level=1).wait_for()
     available = page.locator("#available")
     assert available.inner_text() == "120"
-    page.wait_for_function("document.getElementById('live-state').textContent === 'live'", timeout=5000)
+    # Locator assertions poll from Playwright's own script, which the page's CSP allows (a
+    # wait_for_function string would need 'unsafe-eval').
+    expect(page.locator("#live-state")).to_have_text("live", timeout=5000)
 
     stack.openai(secret).chat.completions.create(
         model="browser-model", messages=[{"role": "user", "content": "how much is left"}], max_tokens=10)
@@ -64,8 +67,7 @@ def test_dashboard_live_balance_grant_and_statement(tracking_stack: Stack, brows
     from creditgate.ledger.credits import format_amount
 
     # No reload: the page changes by itself, over SSE, within the bound.
-    page.wait_for_function(f"document.getElementById('available').textContent === '{format_amount(expected)}'",
-                           timeout=LIVE_UPDATE_S * 1000)
+    expect(available).to_have_text(format_amount(expected), timeout=LIVE_UPDATE_S * 1000)
     assert format_amount(expected) != "120"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-org.png"), full_page=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
-
 import orjson
 import pytest
 
@@ -326,9 +324,9 @@ def test_changing_any_hashed_field_changes_the_hash(field: str) -> None:
     tx = book.transactions[-1]
     changed = {"seq": 7, "kind": "grant", "at_us": tx.at_us + 1, "ref": "other", "idempotency_key": "k2",
                "result": tx.result.replace("1000000", "2000000"),
-               "entries": tuple(replace(entry, amount=entry.amount * 2) for entry in tx.entries),
+               "entries": tuple(entry._replace(amount=entry.amount * 2) for entry in tx.entries),
                "prev_hash": "f" * 64}[field]
-    edited = replace(tx, **{field: changed})
+    edited = tx._replace(**{field: changed})
     digest = journal.transaction_hash(
         prev_hash=edited.prev_hash, org_id=edited.org_id, seq=edited.seq, kind=edited.kind,
         at_us=edited.at_us, ref=edited.ref, idempotency_key=edited.idempotency_key,
