@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from concurrent.futures import Future
@@ -127,37 +128,9 @@ class GroupCommitWriter:
 
     def _process(self, batch: list[tuple[Operation, Any, Any]]) -> None:
         operations = [operation for operation, _, _ in batch]
-        outcomes: list[Any] = []
-        for attempt in range(BATCH_RETRIES_MAX):
-            riders = [(side, side.drain()) for side in self._side_writers]
-            riders = [(side, items) for side, items in riders if items]
-            if not operations and not riders:
-                return
-            try:
-                with self._database.write() as connection:
-                    outcomes, books = apply_batch_cached(connection, operations, self._clock.now_us(),
-                                                         lock=not self._database.is_sqlite, cache=self._books)
-                    for side, items in riders:
-                        side.write(connection, items)
-                self._remember(books)
-                for side, _ in riders:
-                    side.committed()
-                break
-            except (OperationalError, DBAPIError) as error:
-                self._books.clear()  # the batch's changes to cached books were rolled back
-                for side, items in riders:
-                    side.restore(items)
-                if attempt + 1 == BATCH_RETRIES_MAX or not _retryable(error):
-                    outcomes = [error] * len(batch)
-                    break
-                time.sleep(RETRY_BACKOFF_S * (attempt + 1))
-            except BaseException as error:  # a bug: fail loudly to every caller
-                self._books.clear()
-                for side, items in riders:
-                    side.restore(items)
-                log.exception("ledger batch failed")
-                outcomes = [error] * len(batch)
-                break
+        outcomes = self._commit(operations)
+        if outcomes is None:
+            return
         self.batches += 1
         self.operations += len(batch)
         by_loop: dict[Any, list[tuple[Any, Any]]] = {}
@@ -172,6 +145,52 @@ class GroupCommitWriter:
             except RuntimeError:  # the loop was closed while its operations were in flight
                 pass
 
+
+    def _commit(self, operations: list[Operation], *, with_riders: bool = True) -> list[Any] | None:
+        """Apply and commit ``operations`` (and what side writers hold); an outcome for each.
+
+        Lock timeouts, deadlocks and "database is locked" are retried with a growing pause. Any
+        other database error (say a value a column refuses) fails the batch's transaction; then
+        each operation is tried alone, so that one bad operation does not sink the others.
+        """
+        for attempt in range(BATCH_RETRIES_MAX):
+            riders = [(side, side.drain()) for side in self._side_writers] if with_riders else []
+            riders = [(side, items) for side, items in riders if items]
+            if not operations and not riders:
+                return None
+            try:
+                with self._database.write() as connection:
+                    outcomes, books = apply_batch_cached(connection, operations, self._clock.now_us(),
+                                                         lock=not self._database.is_sqlite, cache=self._books)
+                    for side, items in riders:
+                        side.write(connection, items)
+                self._remember(books)
+                for side, _ in riders:
+                    side.committed()
+                return outcomes
+            except _DATABASE_ERRORS as error:
+                self._books.clear()  # the batch's changes to cached books were rolled back
+                for side, items in riders:
+                    side.restore(items)
+                if _retryable(error) and attempt + 1 < BATCH_RETRIES_MAX:
+                    time.sleep(RETRY_BACKOFF_S * (attempt + 1))
+                    continue
+                if len(operations) > 1:
+                    log.warning("ledger batch failed (%s); applying its operations one by one", error)
+                    return [self._alone(operation) for operation in operations]
+                return [error] * len(operations)
+            except BaseException as error:  # a bug: fail loudly to every caller
+                self._books.clear()
+                for side, items in riders:
+                    side.restore(items)
+                log.exception("ledger batch failed")
+                return [error] * len(operations)
+        raise AssertionError("unreachable")
+
+    def _alone(self, operation: Operation) -> Any:
+        outcomes = self._commit([operation], with_riders=False)
+        assert outcomes is not None
+        return outcomes[0]
 
     def _remember(self, books: dict[str, Any]) -> None:
         if len(self._books) + len(books) > CACHED_BOOKS_MAX:
@@ -195,8 +214,24 @@ def _settle_all(settled: list[tuple[Any, Any]]) -> None:
         _settle_one(future, outcome)
 
 
-def _retryable(error: DBAPIError) -> bool:
-    text = str(error.orig).lower() if error.orig is not None else str(error).lower()
+def _database_errors() -> tuple[type[BaseException], ...]:
+    # The hot path talks to the drivers directly, so their own exception types arrive here too.
+    errors: list[type[BaseException]] = [OperationalError, DBAPIError, sqlite3.Error]
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+_DATABASE_ERRORS: Final = _database_errors()
+
+
+def _retryable(error: BaseException) -> bool:
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).lower()
     return any(word in text for word in ("locked", "deadlock", "could not serialize", "lock timeout",
                                          "busy", "serialization"))
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_holds_debit_journal_and_verify(world: World) -> None:
     kinds = [row["kind"] for row in rows]  # type: ignore[union-attr]
     assert kinds[-4:] == ["hold_reserve", "hold_post", "hold_void", "debit"]
     assert [row["seq"] for row in rows] == list(range(1, len(rows) + 1))  # type: ignore[union-attr]
-    for earlier, later in zip(rows, rows[1:]):  # type: ignore[arg-type]
+    for earlier, later in pairwise(rows):  # type: ignore[arg-type]
         assert later["prev_hash"] == earlier["hash"]
     held = ok(world.db, "holds", "list", "acme", "--json").json()
     assert {h["status"] for h in held} >= {"posted", "voided", "pending"}  # type: ignore[union-attr]

@@ -50,10 +50,10 @@ def ids(ledger: Ledger) -> dict[str, str]:
     "UPDATE journal_transactions SET seq = 2 WHERE org_id = :org AND seq = 1",
     "UPDATE journal_transactions SET idempotency_key = 'once' WHERE org_id = :org AND seq = 1",
     "INSERT INTO orgs (id, name, created_at_us, chain_head) SELECT 'org_twin', name, 0, '' FROM orgs WHERE id = :org",
-    "INSERT INTO journal_transactions (org_id, seq, kind, at_us, result, entries, prev_hash, hash) "
-    "VALUES ('org_missing', 1, 'grant', 0, '{}', '[]', '', '')",
-    "INSERT INTO holds (id, org_id, amount, scope, status, created_at_us, expires_at_us, legs) "
-    "VALUES ('hld_x', 'org_missing', 1, 'inference', 'pending', 0, 1, '[]')",
+    ("INSERT INTO journal_transactions (org_id, seq, kind, at_us, result, entries, prev_hash, hash) "
+     "VALUES ('org_missing', 1, 'grant', 0, '{}', '[]', '', '')"),
+    ("INSERT INTO holds (id, org_id, amount, scope, status, created_at_us, expires_at_us, legs) "
+     "VALUES ('hld_x', 'org_missing', 1, 'inference', 'pending', 0, 1, '[]')"),
 ])
 def test_the_schema_refuses(database: Database, ids: dict[str, str], statement: str) -> None:
     before = snapshot(database)
