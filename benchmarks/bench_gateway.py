@@ -23,6 +23,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+LITELLM_KEY = "sk-creditgate-bench-0123456789abcdef"
 BODY = '{"model": "mock-gpt", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5}'
 
 
@@ -116,9 +117,10 @@ def main() -> None:
                               f"      model: openai/mock-gpt\n      api_base: {upstream}/v1\n      api_key: none\n")
             processes.append(subprocess.Popen(
                 [arguments.litellm, "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"],
-                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL))
-            targets["litellm proxy"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", "none")
+                # A master key is required to start; no database is configured, so none is used.
+                env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            targets["litellm proxy"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", LITELLM_KEY)
         for url, key in targets.values():
             wait_ready(url, {"authorization": f"Bearer {key}"})
         results: dict[tuple[str, int], dict[str, float]] = {}

@@ -261,13 +261,19 @@ class Pipeline:
         call.finished = True
         cost = call.deployment.prices.cost(meters) if meters else 0
         result: dict[str, Any] = {}
-        if call.hold_id is not None:
-            result = await self._close_hold(call, cost)
-        elif cost > 0:
-            result = await self._debit(call, cost)
-        await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
+        # Whoever sees the hold settled can then also wait for its usage record (flush).
+        self.usage.expect()
+        try:
+            if call.hold_id is not None:
+                result = await self._close_hold(call, cost)
+            elif cost > 0:
+                result = await self._debit(call, cost)
+            await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
+        except BaseException:
+            self.usage.unexpect()
+            raise
         available = result.get("available", call.available)
-        self._record(call, meters, cost, status, result)
+        self._record(call, meters, cost, status, result, expected=True)
         return Charge(cost, available, meters)
 
     async def abandon(self, call: Call, error: BaseException) -> None:
@@ -317,7 +323,7 @@ class Pipeline:
                 await limiter.release(ticket, tokens_used)
 
     def _record(self, call: Call, meters: dict[str, int], cost: int, status: str,
-                result: dict[str, Any]) -> None:
+                result: dict[str, Any], *, expected: bool = False) -> None:
         principal = call.principal
         details = {key: result[key] for key in ("uncollected", "excess_debited", "error")
                    if result.get(key)}
@@ -325,7 +331,7 @@ class Pipeline:
             org_id=principal.org_id, key_id=principal.key_id, project_id=principal.project_id,
             deployment=call.deployment.id, model=call.deployment.name, meters=meters, tags=call.tags,
             latency_ms=(time.perf_counter_ns() - call.started_ns) // 1_000_000, credits=cost,
-            at_us=self.services.clock.now_us(), status=status, details=details))
+            at_us=self.services.clock.now_us(), status=status, details=details), expected=expected)
         request_settled(self.services, principal.org_id, call.deployment.name, status, meters, cost, call.started_ns)
 
 

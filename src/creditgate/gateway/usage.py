@@ -72,12 +72,30 @@ class LedgerBatchedRecorder:
         self._lock = threading.Lock()
         self._waiting: list[UsageRecord] = []
         self._in_flight = 0
+        # Requests between their settlement's commit and their record: flush() waits for them too.
+        self._expected = 0
         self._idle = threading.Condition(self._lock)
         self.dropped = 0
         writer.add_side_writer(self)
 
-    def record(self, usage: UsageRecord) -> None:
+    def expect(self) -> None:
+        """A record is coming (its request is settling); call before the settlement starts."""
         with self._lock:
+            self._expected += 1
+
+    def unexpect(self) -> None:
+        with self._lock:
+            self._expected -= 1
+            if self._is_idle():
+                self._idle.notify_all()
+
+    def _is_idle(self) -> bool:
+        return not self._waiting and not self._in_flight and self._expected == 0
+
+    def record(self, usage: UsageRecord, *, expected: bool = False) -> None:
+        with self._lock:
+            if expected:
+                self._expected -= 1
             if len(self._waiting) >= QUEUE_RECORDS_MAX:
                 self.dropped += 1
                 log.error("usage queue full: a usage record was dropped")
@@ -109,17 +127,17 @@ class LedgerBatchedRecorder:
     def committed(self) -> None:
         with self._lock:
             self._in_flight = 0
-            if not self._waiting:
+            if self._is_idle():
                 self._idle.notify_all()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything recorded so far is written (tests, shutdown)."""
         with self._lock:
-            if not self._waiting and not self._in_flight:
+            if self._is_idle():
                 return True
         self._writer.poke()
         with self._lock:
-            return self._idle.wait_for(lambda: not self._waiting and not self._in_flight, timeout_s)
+            return self._idle.wait_for(self._is_idle, timeout_s)
 
     def close(self) -> None:
         self.flush()
