@@ -263,17 +263,20 @@ class Pipeline:
         result: dict[str, Any] = {}
         # Whoever sees the hold settled can then also wait for its usage record (flush).
         self.usage.expect()
-        try:
-            if call.hold_id is not None:
-                result = await self._close_hold(call, cost)
-            elif cost > 0:
-                result = await self._debit(call, cost)
-            await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
-        except BaseException:
-            self.usage.unexpect()
-            raise
-        available = result.get("available", call.available)
-        self._record(call, meters, cost, status, result, expected=True)
+        # Shielded: a client that disconnects while its charge is being committed must not cancel
+        # the rest, or the charge would stand without its usage record (or its slot).
+        with anyio.CancelScope(shield=True):
+            try:
+                if call.hold_id is not None:
+                    result = await self._close_hold(call, cost)
+                elif cost > 0:
+                    result = await self._debit(call, cost)
+                await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
+            except BaseException:
+                self.usage.unexpect()
+                raise
+            available = result.get("available", call.available)
+            self._record(call, meters, cost, status, result, expected=True)
         return Charge(cost, available, meters)
 
     async def abandon(self, call: Call, error: BaseException) -> None:
