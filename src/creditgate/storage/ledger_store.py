@@ -182,13 +182,17 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
                 hold_rows[row[1]].append(hold_from_row(row))
     for org_id in missing:
         books[org_id] = Book(org_rows[org_id], grant_rows[org_id], hold_rows[org_id], budget_rows[org_id])
+        books[org_id].visiting_ids.update(g.id for g in grant_rows[org_id] if g.status != "active" and g.held == 0)
+        books[org_id].visiting_ids.update(h.id for h in hold_rows[org_id] if h.status != "pending")
     for org_id, book in books.items():
         if org_id in missing:
             continue
         for grant in grant_rows[org_id]:
             book.grants.setdefault(grant.id, grant)
+            book.visiting_ids.add(grant.id)
         for hold in hold_rows[org_id]:
             book.holds.setdefault(hold.id, hold)
+            book.visiting_ids.add(hold.id)
     return books
 
 

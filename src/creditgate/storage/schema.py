@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(naming_convention={
@@ -117,7 +118,9 @@ holds = Table(
     CheckConstraint("status <> 'pending' OR (posted = 0 AND resolved_at_us IS NULL)",
                     name="pending_unresolved"),
     CheckConstraint("expires_at_us > created_at_us", name="expiry_after_start"),
-    Index("ix_holds_status_expiry", "status", "expires_at_us"),
+    # Only pending holds are ever looked up by expiry; resolved ones drop out of the index.
+    Index("ix_holds_pending_expiry", "expires_at_us", "org_id",
+          sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
 )
 
 budgets = Table(
@@ -155,7 +158,11 @@ journal_transactions = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     CheckConstraint("seq >= 1", name="seq_positive"),
-    UniqueConstraint("org_id", "idempotency_key", name="uq_journal_transactions_idempotency"),
+    # Partial: most journal writes (gateway holds, expiries) carry no key, and an index entry per
+    # keyless row would only cost time on the hot path.
+    Index("uq_journal_transactions_idempotency", "org_id", "idempotency_key", unique=True,
+          sqlite_where=text("idempotency_key IS NOT NULL"),
+          postgresql_where=text("idempotency_key IS NOT NULL")),
 )
 
 idempotency_keys = Table(

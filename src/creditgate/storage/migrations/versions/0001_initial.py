@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+
 revision = '0001'
 down_revision = None
 branch_labels = None
@@ -359,7 +360,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_holds'))
     )
     with op.batch_alter_table('holds', schema=None) as batch_op:
-        batch_op.create_index('ix_holds_status_expiry', ['status', 'expires_at_us'], unique=False)
+        batch_op.create_index('ix_holds_pending_expiry', ['expires_at_us', 'org_id'], unique=False, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
 
     op.create_table('journal_transactions',
     sa.Column('org_id', sa.String(length=40), nullable=False),
@@ -375,9 +376,11 @@ def upgrade() -> None:
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.CheckConstraint('seq >= 1', name=op.f('ck_journal_transactions_seq_positive')),
     sa.ForeignKeyConstraint(['org_id'], ['orgs.id'], name=op.f('fk_journal_transactions_org_id_orgs')),
-    sa.PrimaryKeyConstraint('org_id', 'seq', name=op.f('pk_journal_transactions')),
-    sa.UniqueConstraint('org_id', 'idempotency_key', name='uq_journal_transactions_idempotency')
+    sa.PrimaryKeyConstraint('org_id', 'seq', name=op.f('pk_journal_transactions'))
     )
+    with op.batch_alter_table('journal_transactions', schema=None) as batch_op:
+        batch_op.create_index('uq_journal_transactions_idempotency', ['org_id', 'idempotency_key'], unique=True, sqlite_where=sa.text('idempotency_key IS NOT NULL'), postgresql_where=sa.text('idempotency_key IS NOT NULL'))
+
     op.create_table('projects',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('org_id', sa.String(length=40), nullable=False),
@@ -608,9 +611,12 @@ def downgrade() -> None:
 
     op.drop_table('tracking_alert_rules')
     op.drop_table('projects')
+    with op.batch_alter_table('journal_transactions', schema=None) as batch_op:
+        batch_op.drop_index('uq_journal_transactions_idempotency', sqlite_where=sa.text('idempotency_key IS NOT NULL'), postgresql_where=sa.text('idempotency_key IS NOT NULL'))
+
     op.drop_table('journal_transactions')
     with op.batch_alter_table('holds', schema=None) as batch_op:
-        batch_op.drop_index('ix_holds_status_expiry')
+        batch_op.drop_index('ix_holds_pending_expiry', sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
 
     op.drop_table('holds')
     with op.batch_alter_table('grants', schema=None) as batch_op:
