@@ -72,6 +72,7 @@ class Call:
     available: int | None = None
     finished: bool = False
     extra_meters: dict[str, int] = field(default_factory=dict)
+    usage_recorded: bool = False  # the usage record was written with the settlement itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +269,7 @@ class Pipeline:
         with anyio.CancelScope(shield=True):
             try:
                 if call.hold_id is not None:
-                    result = await self._close_hold(call, cost)
+                    result = await self._close_hold(call, cost, usage=self._usage_builder(call, meters, cost, status))
                 elif cost > 0:
                     result = await self._debit(call, cost)
                 await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
@@ -276,7 +277,12 @@ class Pipeline:
                 self.usage.unexpect()
                 raise
             available = result.get("available", call.available)
-            self._record(call, meters, cost, status, result, expected=True)
+            if call.usage_recorded:
+                self.usage.unexpect()
+                request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters,
+                                cost, call.started_ns)
+            else:
+                self._record(call, meters, cost, status, result, expected=True)
         return Charge(cost, available, meters)
 
     async def abandon(self, call: Call, error: BaseException) -> None:
@@ -295,13 +301,15 @@ class Pipeline:
             self._record(call, {}, 0, "error", {"error": error.code})
 
     # ================================================================== helpers
-    async def _close_hold(self, call: Call, cost: int) -> dict[str, Any]:
+    async def _close_hold(self, call: Call, cost: int, *, usage: Any = None) -> dict[str, Any]:
         deployment = call.deployment
         operation = settle_operation(call.principal.org_id, call.hold_id or "", cost=cost,
                                      held=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
-                                     subjects=(deployment.name,))
+                                     subjects=(deployment.name,), usage=usage)
         try:
-            return await self.services.ledger.execute_async(operation)  # type: ignore[no-any-return]
+            result = await self.services.ledger.execute_async(operation)
+            call.usage_recorded = usage is not None
+            return result  # type: ignore[no-any-return]
         except HoldNotPending:
             # The hold outlived its ttl (a very long stream): charge what was used directly.
             log.warning("hold %s was no longer pending at settlement", call.hold_id)
@@ -325,17 +333,27 @@ class Pipeline:
             with anyio.CancelScope(shield=True):
                 await limiter.release(ticket, tokens_used)
 
-    def _record(self, call: Call, meters: dict[str, int], cost: int, status: str,
-                result: dict[str, Any], *, expected: bool = False) -> None:
+    def _usage_builder(self, call: Call, meters: dict[str, int], cost: int, status: str) -> Any:
+        """The request's usage record as a function of its settlement's result (built in the
+        ledger writer, inside the transaction that books the charge)."""
+        return lambda result: self._usage_record(call, meters, cost, status, result)
+
+    def _usage_record(self, call: Call, meters: dict[str, int], cost: int, status: str,
+                      result: dict[str, Any]) -> UsageRecord:
         principal = call.principal
         details = {key: result[key] for key in ("uncollected", "excess_debited", "error")
                    if result.get(key)}
-        self.usage.record(UsageRecord(
+        return UsageRecord(
             org_id=principal.org_id, key_id=principal.key_id, project_id=principal.project_id,
             deployment=call.deployment.id, model=call.deployment.name, meters=meters, tags=call.tags,
             latency_ms=(time.perf_counter_ns() - call.started_ns) // 1_000_000, credits=cost,
-            at_us=self.services.clock.now_us(), status=status, details=details), expected=expected)
-        request_settled(self.services, principal.org_id, call.deployment.name, status, meters, cost, call.started_ns)
+            at_us=self.services.clock.now_us(), status=status, details=details)
+
+    def _record(self, call: Call, meters: dict[str, int], cost: int, status: str,
+                result: dict[str, Any], *, expected: bool = False) -> None:
+        self.usage.record(self._usage_record(call, meters, cost, status, result), expected=expected)
+        request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters, cost,
+                        call.started_ns)
 
 
 # ====================================================================== pure helpers

@@ -38,6 +38,10 @@ class SettleRequest(Post):
     held: int = 0
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
+    usage: Any = None  # builds the request's usage record from the result, stored atomically
+
+    def rider(self, result: dict[str, Any]) -> Any:
+        return self.usage(result) if self.usage is not None else None
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Post.apply(self, book, now_us, fingerprint)
@@ -60,6 +64,10 @@ class SettleRequest(Post):
 class VoidRequest(Void):
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
+    usage: Any = None
+
+    def rider(self, result: dict[str, Any]) -> Any:
+        return self.usage(result) if self.usage is not None else None
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Void.apply(self, book, now_us, fingerprint)
@@ -67,10 +75,13 @@ class VoidRequest(Void):
 
 
 def settle_operation(org_id: str, hold_id: str, *, cost: int, held: int, scope: str,
-                     subjects: tuple[str, ...]) -> Post | Void:
-    """The write that closes a request's hold: a void when nothing is charged, else a post."""
+                     subjects: tuple[str, ...], usage: Any = None) -> Post | Void:
+    """The write that closes a request's hold: a void when nothing is charged, else a post.
+
+    ``usage`` (result -> usage record) makes the request's usage record part of the same write.
+    """
     assert cost >= 0 and held > 0
     if cost == 0:
-        return VoidRequest(org_id, None, hold_id=hold_id, scope=scope, subjects=subjects)
+        return VoidRequest(org_id, None, hold_id=hold_id, scope=scope, subjects=subjects, usage=usage)
     return SettleRequest(org_id, None, hold_id=hold_id, actual=min(cost, held), cost=cost,
-                         held=held, scope=scope, subjects=subjects)
+                         held=held, scope=scope, subjects=subjects, usage=usage)

@@ -76,7 +76,7 @@ class LedgerBatchedRecorder:
         self._expected = 0
         self._idle = threading.Condition(self._lock)
         self.dropped = 0
-        writer.add_side_writer(self)
+        writer.add_side_writer(self, takes_operation_riders=True)
 
     def expect(self) -> None:
         """A record is coming (its request is settling); call before the settlement starts."""

@@ -64,9 +64,16 @@ class GroupCommitWriter:
         # unchanged (see ledger_store.load_books). Only this writer's thread touches it.
         self._books: dict[str, Any] = {}
         self._side_writers: list[SideWriter] = []
+        self._rider_writer: SideWriter | None = None
 
-    def add_side_writer(self, side_writer: SideWriter) -> None:
+    def add_side_writer(self, side_writer: SideWriter, *, takes_operation_riders: bool = False) -> None:
+        """Register rows to write inside the ledger's transactions. With
+        ``takes_operation_riders`` the side writer also stores what operations' ``rider`` returns,
+        atomically with the operation itself (a request's usage record with its charge)."""
         self._side_writers.append(side_writer)
+        if takes_operation_riders:
+            assert self._rider_writer is None
+            self._rider_writer = side_writer
 
     def poke(self) -> None:
         """Ask for a batch soon even if no operation is waiting (side writers have rows)."""
@@ -164,6 +171,12 @@ class GroupCommitWriter:
                                                          lock=not self._database.is_sqlite, cache=self._books)
                     for side, items in riders:
                         side.write(connection, items)
+                    if self._rider_writer is not None:
+                        carried = [row for op, outcome in zip(operations, outcomes, strict=True)
+                                   if not isinstance(outcome, BaseException)
+                                   and (row := op.rider(outcome)) is not None]
+                        if carried:
+                            self._rider_writer.write(connection, carried)
                 self._remember(books)
                 for side, _ in riders:
                     side.committed()

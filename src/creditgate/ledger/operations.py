@@ -30,6 +30,11 @@ class Operation:
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         raise NotImplementedError
 
+    def rider(self, result: dict[str, Any]) -> Any:
+        """A row to store in the same transaction when the operation succeeds (see
+        ``GroupCommitWriter.add_side_writer``); None for most operations."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class CreateGrant(Operation):
