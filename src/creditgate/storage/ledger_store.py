@@ -9,7 +9,6 @@ psycopg.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from functools import cache
 from typing import Any
 
 import orjson
@@ -17,6 +16,7 @@ from sqlalchemy import Connection
 
 from creditgate.ledger.book import Book
 from creditgate.ledger.records import GENESIS_HASH, Budget, Grant, Hold, Org
+from creditgate.storage.driver import Driver
 
 ORG_COLUMNS = "id, name, created_at_us, overdraft_limit, debt_inference, debt_training, chain_seq, chain_head"
 GRANT_COLUMNS = ("id, org_id, kind, scope, priority, effective_at_us, expires_at_us, amount, remaining, "
@@ -51,76 +51,6 @@ def hold_from_row(row: Sequence[Any]) -> Hold:
 
 def budget_from_row(row: Sequence[Any]) -> Budget:
     return Budget(*row)
-
-
-class Driver:
-    """The DBAPI connection under a SQLAlchemy connection, with our placeholder style."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.raw = connection.connection.driver_connection
-        self.postgres = connection.dialect.name == "postgresql"
-
-    def sql(self, text: str) -> str:
-        return _to_format(text) if self.postgres else text
-
-    def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        cursor = self.raw.cursor()
-        try:
-            cursor.execute(self.sql(text), tuple(params))
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
-
-    def insert_many(self, table: str, columns: str, rows: list[Sequence[Any]]) -> None:
-        if not rows:
-            return
-        width = len(columns.split(","))
-        cursor = self.raw.cursor()
-        try:
-            if not self.postgres:
-                # sqlite3's executemany loops in C; it is the fastest way in.
-                cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({_marks(width)})", rows)
-                return
-            # psycopg's executemany pays a round trip per row here; one multi-row INSERT does not.
-            row_sql = "(" + ",".join(["%s"] * width) + ")"
-            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
-                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
-                cursor.execute(f"INSERT INTO {table} ({columns}) VALUES " + ",".join([row_sql] * len(chunk)),
-                               [value for row in chunk for value in row])
-        finally:
-            cursor.close()
-
-    def update_many(self, table: str, assignments: tuple[tuple[str, str], ...],
-                    rows: list[Sequence[Any]]) -> None:
-        """UPDATE table SET each assigned column WHERE id = the row's last value.
-
-        ``assignments`` pairs each column with its PostgreSQL type (for the VALUES list).
-        """
-        if not rows:
-            return
-        cursor = self.raw.cursor()
-        try:
-            if not self.postgres:
-                setters = ", ".join(f"{column} = ?" for column, _ in assignments)
-                cursor.executemany(f"UPDATE {table} SET {setters} WHERE id = ?", rows)
-                return
-            names = [column for column, _ in assignments] + ["id"]
-            casts = [kind for _, kind in assignments] + ["text"]
-            row_sql = "(" + ",".join(f"%s::{kind}" for kind in casts) + ")"
-            setters = ", ".join(f"{column} = v.{column}" for column, _ in assignments)
-            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
-                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
-                cursor.execute(
-                    f"UPDATE {table} AS t SET {setters} FROM (VALUES " + ",".join([row_sql] * len(chunk))
-                    + f") AS v({', '.join(names)}) WHERE t.id = v.id",
-                    [value for row in chunk for value in row])
-        finally:
-            cursor.close()
-
-
-@cache
-def _to_format(text: str) -> str:
-    return text.replace("?", "%s")
 
 
 def _marks(count: int) -> str:
@@ -222,7 +152,6 @@ class _Replay:
         self.result = result
 
 
-POSTGRES_ROWS_PER_STATEMENT = 2000  # 2000 rows x 18 columns stays under psycopg's 65535 parameters
 TRANSACTION_COLUMNS = ("org_id, seq, kind, at_us, ref, idempotency_key, fingerprint, result, entries, "
                        "prev_hash, hash")
 _GRANT_UPDATE = (("remaining", "bigint"), ("held", "bigint"), ("status", "text"))

@@ -1,0 +1,100 @@
+"""Plain SQL on the DBAPI connection under a SQLAlchemy one, for the write hot paths.
+
+The ledger and usage ingestion talk to the driver directly (the schema and migrations stay in
+SQLAlchemy), because SQLAlchemy's per-statement overhead was most of a batch's cost. Statements
+are written with ``?`` placeholders and rewritten to ``%s`` for psycopg. Bulk writes use
+``executemany`` on SQLite (a C loop) and one multi-row statement per chunk on PostgreSQL, where
+psycopg's ``executemany`` would cost a round trip per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, Final
+
+from sqlalchemy import Connection
+
+# 2000 rows x 18 columns stays under psycopg's limit of 65535 parameters per statement.
+POSTGRES_ROWS_PER_STATEMENT: Final = 2000
+
+
+class Driver:
+    """The DBAPI connection under a SQLAlchemy connection, with our placeholder style."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.raw = connection.connection.driver_connection
+        self.postgres = connection.dialect.name == "postgresql"
+
+    def sql(self, text: str) -> str:
+        return _to_format(text) if self.postgres else text
+
+    def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(self.sql(text), tuple(params))
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``text`` once per row (for rare, small statements such as deletes)."""
+        if not rows:
+            return
+        cursor = self.raw.cursor()
+        try:
+            cursor.executemany(self.sql(text), [tuple(row) for row in rows])
+        finally:
+            cursor.close()
+
+    def insert(self, head: str, width: int, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
+        """``{head} VALUES (...), ... {tail}`` for every row; ``tail`` may be an ON CONFLICT clause."""
+        if not rows:
+            return
+        marks = "(" + ",".join(["?"] * width) + ")"
+        cursor = self.raw.cursor()
+        try:
+            if not self.postgres:
+                cursor.executemany(f"{head} VALUES {marks} {tail}", rows)
+                return
+            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
+                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
+                cursor.execute(self.sql(f"{head} VALUES " + ",".join([marks] * len(chunk)) + f" {tail}"),
+                               [value for row in chunk for value in row])
+        finally:
+            cursor.close()
+
+    def insert_many(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.insert(f"INSERT INTO {table} ({columns})", len(columns.split(",")), rows)
+
+    def update_many(self, table: str, assignments: tuple[tuple[str, str], ...],
+                    rows: Sequence[Sequence[Any]]) -> None:
+        """UPDATE table SET each assigned column WHERE id = the row's last value.
+
+        ``assignments`` pairs each column with its PostgreSQL type (for the VALUES list).
+        """
+        if not rows:
+            return
+        cursor = self.raw.cursor()
+        try:
+            if not self.postgres:
+                setters = ", ".join(f"{column} = ?" for column, _ in assignments)
+                cursor.executemany(f"UPDATE {table} SET {setters} WHERE id = ?", rows)
+                return
+            names = [column for column, _ in assignments] + ["id"]
+            casts = [kind for _, kind in assignments] + ["text"]
+            row_sql = "(" + ",".join(f"%s::{kind}" for kind in casts) + ")"
+            setters = ", ".join(f"{column} = v.{column}" for column, _ in assignments)
+            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
+                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
+                cursor.execute(
+                    f"UPDATE {table} AS t SET {setters} FROM (VALUES " + ",".join([row_sql] * len(chunk))
+                    + f") AS v({', '.join(names)}) WHERE t.id = v.id",
+                    [value for row in chunk for value in row])
+        finally:
+            cursor.close()
+
+
+@cache
+def _to_format(text: str) -> str:
+    return text.replace("?", "%s")
