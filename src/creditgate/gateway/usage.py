@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,3 @@ def write_usage_rows(connection: Any, batch: list[UsageRecord]) -> None:
                  tags={**record.tags, "deployment": record.deployment}, latency_ms=record.latency_ms,
                  source="gateway")
         for record in batch])
-
-
-def as_dict(record: UsageRecord) -> dict[str, Any]:
-    return asdict(record)

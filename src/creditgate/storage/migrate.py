@@ -62,7 +62,3 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_config()).get_current_head()
-
-
-def is_current(database: Database) -> bool:
-    return current_revision(database) == head_revision()
