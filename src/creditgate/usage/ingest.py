@@ -47,10 +47,11 @@ LATE_EVENT_WINDOW_S: Final = 30 * 86_400
 FUTURE_SKEW_S: Final = 300
 DEDUP_RETENTION_S: Final = 35 * 86_400
 DEDUP_PRUNE_ROWS_MAX: Final = 10_000
-CLAIM_CHUNK_EVENTS: Final = 500
 WRITE_RETRIES_MAX: Final = 10
 RETRY_BACKOFF_S: Final = 0.01
 assert LATE_EVENT_WINDOW_S + FUTURE_SKEW_S < DEDUP_RETENTION_S
+_CLAIM_COLUMNS: Final = (("source", "text"), ("event_id", "text"), ("org_id", "text"),
+                         ("received_at_us", "bigint"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,18 +244,14 @@ def _write(connection: Connection, priced: list[_Priced], now_us: int,
 
 def _claim(driver: Sql, priced: list[_Priced], now_us: int) -> set[tuple[str, str]]:
     """Insert each event's (source, id); answer the pairs this transaction inserted."""
-    claimed: set[tuple[str, str]] = set()
+    # Key order, so that two batches claiming overlapping pairs never wait on each other in
+    # opposite orders.
     ordered = sorted(priced, key=lambda item: (item.event.source, item.event.event_id))
-    for start in range(0, len(ordered), CLAIM_CHUNK_EVENTS):
-        chunk = ordered[start:start + CLAIM_CHUNK_EVENTS]
-        values = ",".join(["(?,?,?,?)"] * len(chunk))
-        params = [value for item in chunk for value in
-                  (item.event.source, item.event.event_id, item.event.org_id, now_us)]
-        rows = driver.all(
-            f"INSERT INTO usage_event_keys (source, event_id, org_id, received_at_us) VALUES {values} "
-            "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id", params)
-        claimed.update((row[0], row[1]) for row in rows)
-    return claimed
+    rows = driver.insert_columns(
+        "usage_event_keys", _CLAIM_COLUMNS,
+        [(item.event.source, item.event.event_id, item.event.org_id, now_us) for item in ordered],
+        "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
+    return {(row[0], row[1]) for row in rows}
 
 
 def _debit(connection: Connection, fresh: list[_Priced], now_us: int, *, lock: bool) -> list[_Priced]:

@@ -25,10 +25,13 @@ CREDITS_METER: Final = "$credits"
 EVENTS_METER: Final = "$events"
 NO_VALUE: Final = ""
 
-_INSERT_RECORD: Final = (
-    "INSERT INTO usage_records (org_id, project_id, key_id, model, meters, tags, credits, at_us, "
-    "latency_ms, source, event_id)")
-_UPSERT_ROLLUP: Final = "INSERT INTO usage_rollup_hourly (org_id, dimension, hour_us, value, meter, quantity)"
+_RECORD_COLUMNS: Final = (
+    ("org_id", "text"), ("project_id", "text"), ("key_id", "text"), ("model", "text"), ("meters", "text"),
+    ("tags", "text"), ("credits", "bigint"), ("at_us", "bigint"), ("latency_ms", "integer"),
+    ("source", "text"), ("event_id", "text"))
+_ROLLUP_COLUMNS: Final = (
+    ("org_id", "text"), ("dimension", "text"), ("hour_us", "bigint"), ("value", "text"), ("meter", "text"),
+    ("quantity", "bigint"))
 _ADD_ON_CONFLICT: Final = ("ON CONFLICT (org_id, dimension, hour_us, value, meter) "
                            "DO UPDATE SET quantity = usage_rollup_hourly.quantity + excluded.quantity")
 
@@ -63,10 +66,10 @@ def insert_usage(connection: Connection, rows: Sequence[UsageRow]) -> None:
     if not rows:
         return
     sql = Sql(connection)
-    sql.insert(_INSERT_RECORD, 11, [
+    sql.insert_columns("usage_records", _RECORD_COLUMNS, [
         (row.org_id, row.project_id, row.key_id, row.model, _json(row.meters), _json(row.tags),
          row.credits, row.at_us, row.latency_ms, row.source, row.event_id) for row in rows])
-    sql.insert(_UPSERT_ROLLUP, 6, rollup_rows(rows), _ADD_ON_CONFLICT)
+    sql.insert_columns("usage_rollup_hourly", _ROLLUP_COLUMNS, rollup_rows(rows), _ADD_ON_CONFLICT)
 
 
 def rollup_rows(rows: Iterable[UsageRow]) -> list[tuple[str, str, int, str, str, int]]:
