@@ -8,6 +8,8 @@ that a decision depends on (no lost updates between processes).
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 DEFAULT_SQLITE_PATH: Final = "creditgate.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -48,6 +51,11 @@ class Database:
         self.url = normalize_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
+        # SQLite has one write lock per file. This process's threads queue for it here and are
+        # woken the moment it is free, instead of polling in SQLite's busy handler, which sleeps
+        # up to 100 ms between tries and leaves the lock idle meanwhile. Other processes still
+        # meet at SQLite's lock.
+        self._sqlite_write_turn = threading.Lock()
         if self.dialect == "sqlite":
             self.engine = _sqlite_engine(self.url)
         elif self.dialect == "postgresql":
@@ -69,18 +77,24 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction. On SQLite it holds the file's write lock from its first statement."""
-        with self.engine.connect() as connection:
-            if self.is_sqlite:
+        if not self.is_sqlite:
+            with self.engine.connect() as connection, connection.begin():
+                yield connection
+            return
+        if not self._sqlite_write_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            # What SQLite itself raises when its busy timeout runs out; callers retry on it.
+            raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
+        try:
+            with self.engine.connect() as connection:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
-            with connection.begin() if not self.is_sqlite else _nullcontext():
                 try:
                     yield connection
                 except BaseException:
-                    if self.is_sqlite:
-                        connection.exec_driver_sql("ROLLBACK")
+                    connection.exec_driver_sql("ROLLBACK")
                     raise
-                if self.is_sqlite:
-                    connection.exec_driver_sql("COMMIT")
+                connection.exec_driver_sql("COMMIT")
+        finally:
+            self._sqlite_write_turn.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -100,11 +114,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield None
 
 
 def _sqlite_engine(url: str) -> Engine:
