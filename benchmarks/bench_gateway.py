@@ -3,6 +3,16 @@ with LiteLLM's proxy (one worker, no database), all driven by ``wrk`` with the s
 
 Run:  .venv/bin/python benchmarks/bench_gateway.py [--duration 10] [--litellm /tmp/litellm-venv/bin/litellm]
 
+Two measurements, each for all three targets in one run:
+
+1. **Maximum requests/s**: ``wrk`` closed loop, 1 and 32 connections, as fast as answers come.
+   At saturation every server's latency is its queue (Little's law: 32 connections / throughput),
+   so this run gives throughput, not added latency.
+2. **Added latency at 32 connections**: the same 32 connections paced to a fixed offered rate
+   (each connection waits a random 0..2x its share of the interval between requests, so arrivals
+   come in bursts), below each target's saturation. Added = through the target minus directly to
+   the upstream at the same rate. A target whose maximum is below a rate is reported as saturated.
+
 Each server is its own process: the fast test upstream (uvicorn + uvloop + httptools), creditgate
 (``python -m creditgate.gateway`` on SQLite, credits reserved and settled on every request), and
 LiteLLM (``LITELLM_LOCAL_MODEL_COST_MAP=True``). Results print as a Markdown table.
@@ -49,11 +59,15 @@ def wait_ready(url: str, headers: dict[str, str], timeout_s: float = 120) -> Non
     raise RuntimeError(f"{url} did not become ready")
 
 
-def wrk(url: str, key: str, connections: int, duration_s: int) -> dict[str, float]:
+def wrk(url: str, key: str, connections: int, duration_s: int, rate: int = 0) -> dict[str, float]:
+    """``rate`` > 0 paces the connections to about ``rate`` requests/s in all."""
     script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script.write(f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\n'
                  f'wrk.headers["Content-Type"] = "application/json"\n'
                  f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+    if rate:
+        mean_delay_ms = connections * 1000 // rate
+        script.write(f"function delay() return math.random(0, {2 * mean_delay_ms}) end\n")
     script.close()
     output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", script.name,
                              url], capture_output=True, text=True, check=True).stdout
@@ -94,6 +108,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
     parser.add_argument("--connections", default="1,32")
+    parser.add_argument("--rates", default="25,250,500", help="offered req/s for the added-latency runs")
+    parser.add_argument("--paced-connections", type=int, default=32)
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="creditgate-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
@@ -128,13 +144,34 @@ def main() -> None:
             for name, (url, key) in targets.items():
                 wrk(url, key, connections, 2)  # warm up
                 results[(name, connections)] = wrk(url, key, connections, arguments.duration)
-        print("\n| target | connections | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s | non-2xx |")
-        print("|---|---|---|---|---|---|---|---|")
+        litellm_best = max((r["rps"] for (n, _), r in results.items() if n == "litellm proxy"), default=0.0)
+        print("\n**Maximum requests/s** (closed loop; latency here is queueing)\n")
+        print("| target | connections | p50 ms | p99 ms | req/s | × LiteLLM | non-2xx |")
+        print("|---|---|---|---|---|---|---|")
         for (name, connections), result in results.items():
-            base = results[("upstream direct", connections)]
+            ratio = f"{result['rps'] / litellm_best:.1f}×" if litellm_best else "–"
             print(f"| {name} | {connections} | {result['p50']:.2f} | {result['p99']:.2f} | "
-                  f"{result['p50'] - base['p50']:.2f} | {result['p99'] - base['p99']:.2f} | "
-                  f"{result['rps']:.0f} | {result['errors']:.0f} |")
+                  f"{result['rps']:.0f} | {ratio} | {result['errors']:.0f} |")
+        connections = arguments.paced_connections
+        paced: dict[tuple[str, int], dict[str, float]] = {}
+        for rate in [int(r) for r in arguments.rates.split(",")]:
+            for name, (url, key) in targets.items():
+                best = max(r["rps"] for (n, _), r in results.items() if n == name)
+                if best < rate * 1.1:
+                    continue  # saturated: latency there is queueing, not added latency
+                paced[(name, rate)] = wrk(url, key, connections, arguments.duration, rate=rate)
+        print(f"\n**Added latency at {connections} connections**, paced to an offered rate\n")
+        print("| target | offered req/s | served req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |")
+        print("|---|---|---|---|---|---|---|")
+        for rate in [int(r) for r in arguments.rates.split(",")]:
+            base = paced.get(("upstream direct", rate))
+            for name in targets:
+                result = paced.get((name, rate))
+                if result is None or base is None:
+                    print(f"| {name} | {rate} | saturated | | | | |")
+                    continue
+                print(f"| {name} | {rate} | {result['rps']:.0f} | {result['p50']:.2f} | {result['p99']:.2f} | "
+                      f"{result['p50'] - base['p50']:.2f} | {result['p99'] - base['p99']:.2f} |")
     finally:
         for process in processes:
             process.terminate()

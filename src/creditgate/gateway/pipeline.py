@@ -92,34 +92,48 @@ class Pipeline:
     usage: Any
     config: Any
 
+    in_flight: int = 0  # requests being served by this process (streams until they end)
+
     async def limiter(self) -> Any: ...
     async def upstreams(self) -> Any: ...
     def authenticate(self, header: str | None) -> Any: ...
 
     # ================================================================== the two paths
     async def openai_request(self, request: Request, endpoint: str) -> Response:
-        principal = self.authenticate(request.headers.get("authorization"))
-        call = await self.estimate(principal, request, endpoint)
-        await self.limit(call)
-        await self.reserve(call)
-        if call.stream:
-            return await self.forward_stream(call)
-        answer = await self.forward(call)
-        charge = await self.settle(call, usage_meters(answer, call))
-        return json_answer(answer, charge)
+        self.in_flight += 1
+        streaming = False
+        try:
+            principal = self.authenticate(request.headers.get("authorization"))
+            call = await self.estimate(principal, request, endpoint)
+            await self.limit(call)
+            await self.reserve(call)
+            if call.stream:
+                response = await self.forward_stream(call)
+                streaming = True  # in flight until the stream ends (see forward_stream)
+                return response
+            answer = await self.forward(call)
+            charge = await self.settle(call, usage_meters(answer, call))
+            return json_answer(answer, charge)
+        finally:
+            if not streaming:
+                self.in_flight -= 1
 
     async def predict_request(self, request: Request, name: str) -> Response:
-        principal = self.authenticate(request.headers.get("authorization"))
-        call = await self.estimate(principal, request, "predict", deployment_name=name)
-        await self.limit(call)
-        await self.reserve(call)
-        prediction = await self.forward_local(call)
-        charge = await self.settle(call, {"requests": 1, "items": prediction.items,
-                                          "compute_ms": prediction.compute_ms})
-        answer = {"object": "prediction", "model": call.deployment.name, "outputs": prediction.outputs,
-                  "usage": {"items": prediction.items, "compute_ms": prediction.compute_ms,
-                            "compute_us": prediction.compute_us}}
-        return json_answer(answer, charge)
+        self.in_flight += 1
+        try:
+            principal = self.authenticate(request.headers.get("authorization"))
+            call = await self.estimate(principal, request, "predict", deployment_name=name)
+            await self.limit(call)
+            await self.reserve(call)
+            prediction = await self.forward_local(call)
+            charge = await self.settle(call, {"requests": 1, "items": prediction.items,
+                                              "compute_ms": prediction.compute_ms})
+            answer = {"object": "prediction", "model": call.deployment.name, "outputs": prediction.outputs,
+                      "usage": {"items": prediction.items, "compute_ms": prediction.compute_ms,
+                                "compute_us": prediction.compute_us}}
+            return json_answer(answer, charge)
+        finally:
+            self.in_flight -= 1
 
     # ================================================================== steps
     async def estimate(self, principal: Any, request: Request, endpoint: str, *,
@@ -183,7 +197,7 @@ class Pipeline:
             ttl_us=hold_ttl_s(deployment.timeout_ms) * 1_000_000, subjects=(deployment.name,),
             model=deployment.name, budget_subjects=budget_subjects(call.principal))
         try:
-            result = await self.services.ledger.execute_async(operation)
+            result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
         except BaseException:
             await self._release_slot(call, 0)
             raise
@@ -247,9 +261,12 @@ class Pipeline:
 
         async def finish() -> None:
             # Runs after every ending: a normal end has settled already; a disconnect has not.
-            await lines.aclose()
-            if not call.finished:
-                await self.settle(call, stream_meters(meter, call), status="partial")
+            try:
+                await lines.aclose()
+                if not call.finished:
+                    await self.settle(call, stream_meters(meter, call), status="partial")
+            finally:
+                self.in_flight -= 1
 
         headers = {"x-creditgate-reserved": format_amount(call.max_cost)}
         if call.available is not None:
@@ -301,13 +318,17 @@ class Pipeline:
             self._record(call, {}, 0, "error", {"error": error.code})
 
     # ================================================================== helpers
+    def _inline_ledger(self) -> bool:
+        """Commit on the loop itself while it is nearly idle; batch behind the writer otherwise."""
+        return self.in_flight <= self.config.inline_ledger_in_flight_max
+
     async def _close_hold(self, call: Call, cost: int, *, usage: Any = None) -> dict[str, Any]:
         deployment = call.deployment
         operation = settle_operation(call.principal.org_id, call.hold_id or "", cost=cost,
                                      held=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
                                      subjects=(deployment.name,), usage=usage)
         try:
-            result = await self.services.ledger.execute_async(operation)
+            result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
             call.usage_recorded = usage is not None
             return result  # type: ignore[no-any-return]
         except HoldNotPending:

@@ -26,7 +26,7 @@ from creditgate.errors import CreditgateError, IdempotencyConflict, NotFound
 from creditgate.ledger import journal
 from creditgate.ledger.operations import Operation
 from creditgate.storage import ledger_store
-from creditgate.storage.database import Database
+from creditgate.storage.database import Database, WriteBusy
 
 BATCH_OPERATIONS_MAX: Final = 1024
 CACHED_BOOKS_MAX: Final = 100_000
@@ -36,6 +36,7 @@ RETRY_BACKOFF_S: Final = 0.005
 log = logging.getLogger(__name__)
 _STOP: Final = object()
 _FLUSH: Final = object()
+NOT_INLINE: Final = object()
 
 
 class SideWriter(Protocol):
@@ -65,6 +66,10 @@ class GroupCommitWriter:
         self._books: dict[str, Any] = {}
         self._side_writers: list[SideWriter] = []
         self._rider_writer: SideWriter | None = None
+        # Whoever commits a batch holds this: the writer thread, or a caller running one
+        # operation inline (see try_inline). It also guards the book cache.
+        self._batch_lock = threading.Lock()
+        self.inline_enabled = database.is_sqlite
 
     def add_side_writer(self, side_writer: SideWriter, *, takes_operation_riders: bool = False) -> None:
         """Register rows to write inside the ledger's transactions. With
@@ -98,6 +103,31 @@ class GroupCommitWriter:
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._queue.put((operation, future, loop))
         return future
+
+    def try_inline(self, operation: Operation) -> Any:
+        """Commit ``operation`` alone on the calling thread if nothing else is being written;
+        its outcome (a result or an exception), or ``NOT_INLINE`` to say "queue it instead".
+
+        For an event loop that has little else to do: it skips two cross-thread wake-ups (to the
+        writer and back), which on a busy two-core machine cost more than the commit itself. Only
+        on SQLite, where a one-operation commit takes a fraction of a millisecond and never waits:
+        a lock held by another thread or process sends the operation to the queue instead. The
+        caller is answered after the commit, exactly as from the queue.
+        """
+        if not self.inline_enabled or not self._queue.empty():
+            return NOT_INLINE
+        if not self._batch_lock.acquire(blocking=False):
+            return NOT_INLINE
+        try:
+            outcomes = self._commit([operation], inline=True)
+        except WriteBusy:
+            return NOT_INLINE
+        finally:
+            self._batch_lock.release()
+        assert outcomes is not None
+        self.batches += 1
+        self.operations += 1
+        return outcomes[0]
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -135,7 +165,8 @@ class GroupCommitWriter:
 
     def _process(self, batch: list[tuple[Operation, Any, Any]]) -> None:
         operations = [operation for operation, _, _ in batch]
-        outcomes = self._commit(operations)
+        with self._batch_lock:
+            outcomes = self._commit(operations)
         if outcomes is None:
             return
         self.batches += 1
@@ -153,7 +184,8 @@ class GroupCommitWriter:
                 pass
 
 
-    def _commit(self, operations: list[Operation], *, with_riders: bool = True) -> list[Any] | None:
+    def _commit(self, operations: list[Operation], *, with_riders: bool = True,
+                inline: bool = False) -> list[Any] | None:
         """Apply and commit ``operations`` (and what side writers hold); an outcome for each.
 
         Lock timeouts, deadlocks and "database is locked" are retried with a growing pause. Any
@@ -166,7 +198,7 @@ class GroupCommitWriter:
             if not operations and not riders:
                 return None
             try:
-                with self._database.write() as connection:
+                with self._database.write(wait=not inline) as connection:
                     outcomes, books = apply_batch_cached(connection, operations, self._clock.now_us(),
                                                          lock=not self._database.is_sqlite, cache=self._books)
                     for side, items in riders:
@@ -181,10 +213,16 @@ class GroupCommitWriter:
                 for side, _ in riders:
                     side.committed()
                 return outcomes
+            except WriteBusy:
+                for side, items in riders:
+                    side.restore(items)
+                raise
             except _DATABASE_ERRORS as error:
                 self._books.clear()  # the batch's changes to cached books were rolled back
                 for side, items in riders:
                     side.restore(items)
+                if inline and _retryable(error):
+                    raise WriteBusy() from error
                 if _retryable(error) and attempt + 1 < BATCH_RETRIES_MAX:
                     time.sleep(RETRY_BACKOFF_S * (attempt + 1))
                     continue

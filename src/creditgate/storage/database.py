@@ -75,24 +75,40 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """A write transaction. On SQLite it holds the file's write lock from its first statement."""
+    def write(self, *, wait: bool = True) -> Iterator[Connection]:
+        """A write transaction. On SQLite it holds the file's write lock from its first statement.
+
+        ``wait=False`` (SQLite only) raises :class:`WriteBusy` at once instead of waiting when
+        another thread or process holds the write lock, for callers on an event loop that must
+        not block.
+        """
         if not self.is_sqlite:
+            assert wait, "only SQLite writes can refuse to wait"
             with self.engine.connect() as connection, connection.begin():
                 yield connection
             return
-        if not self._sqlite_write_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        if not wait:
+            if not self._sqlite_write_turn.acquire(blocking=False):
+                raise WriteBusy()
+        elif not self._sqlite_write_turn.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
             # What SQLite itself raises when its busy timeout runs out; callers retry on it.
             raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
         try:
             with self.engine.connect() as connection:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                # Transaction control goes straight to the driver: through SQLAlchemy's statement
+                # machinery each of these cost more than the commit itself.
+                driver = connection.connection.driver_connection
+                if wait:
+                    _control(driver, "BEGIN IMMEDIATE")
+                else:
+                    _begin_without_waiting(driver)
                 try:
                     yield connection
                 except BaseException:
-                    connection.exec_driver_sql("ROLLBACK")
+                    if driver.in_transaction:
+                        _control(driver, "ROLLBACK")
                     raise
-                connection.exec_driver_sql("COMMIT")
+                _control(driver, "COMMIT")
         finally:
             self._sqlite_write_turn.release()
 
@@ -114,6 +130,31 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class WriteBusy(Exception):
+    """The SQLite write lock is taken (by this process or another) and the caller would not wait."""
+
+
+def _control(driver: sqlite3.Connection, statement: str) -> None:
+    """A transaction-control statement, its errors shaped as SQLAlchemy's (callers catch those)."""
+    try:
+        driver.execute(statement)
+    except sqlite3.Error as error:
+        raise OperationalError(statement, None, error) from error
+
+
+def _begin_without_waiting(driver: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE`` with the busy handler off, so that another process's lock fails at once."""
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error).lower() or "busy" in str(error).lower():
+            raise WriteBusy() from None
+        raise
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -1,0 +1,131 @@
+"""Operations committed inline on the caller's event loop (GroupCommitWriter.try_inline).
+
+The inline path must give the same answers and the same durability as the writer thread, and
+must step aside (never wait) whenever someone else holds the write lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+import pytest
+
+from creditgate.errors import InsufficientCredits
+from creditgate.ledger.credits import parse_amount as c
+from creditgate.ledger.group_commit import NOT_INLINE
+from creditgate.ledger.operations import Post
+from creditgate.ledger.service import Ledger
+from creditgate.ledger.verify import verify
+from creditgate.storage.database import Database
+
+
+class Rows:
+    """A side writer whose rows ride in the ledger's transactions (as usage records do)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Any] = []
+        self.written: list[Any] = []
+
+    def drain(self) -> list[Any]:
+        items, self.waiting = self.waiting, []
+        return items
+
+    def write(self, connection: Any, items: list[Any]) -> None:
+        self.written.extend(items)
+
+    def restore(self, items: list[Any]) -> None:
+        self.waiting[:0] = items
+
+    def committed(self) -> None:
+        pass
+
+
+def test_inline_reserve_and_post_are_committed_before_they_answer(ledger: Ledger) -> None:
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("10"))
+    if not ledger.database.is_sqlite:
+        pytest.skip("inline commits are for SQLite")
+
+    async def pair() -> dict[str, Any]:
+        hold = await ledger.execute_async(ledger.reserve_operation(org_id, c("4")), inline=True)
+        # Another connection sees the hold at once: it was committed before the answer.
+        assert ledger.balance(org_id).pending == c("4")
+        return await ledger.execute_async(Post(org_id, None, hold_id=hold["hold_id"], actual=c("3")),
+                                          inline=True)
+
+    batches_before = ledger.writer.batches
+    posted = asyncio.run(pair())
+    assert (posted["posted"], posted["released"]) == (c("3"), c("1"))
+    assert ledger.writer.batches == batches_before + 2
+    balance = ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (c("7"), 0)
+    assert verify(ledger.database).ok
+
+
+def test_inline_errors_are_raised_like_queued_ones(ledger: Ledger) -> None:
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("1"))
+
+    async def too_much() -> None:
+        await ledger.execute_async(ledger.reserve_operation(org_id, c("2")), inline=True)
+
+    with pytest.raises(InsufficientCredits) as raised:
+        asyncio.run(too_much())
+    assert raised.value.details["available"] == "1"
+    assert ledger.balance(org_id).pending == 0
+
+
+def test_postgres_never_commits_inline(ledger: Ledger) -> None:
+    if ledger.database.is_sqlite:
+        pytest.skip("PostgreSQL only")
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("1"))
+    assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
+    assert ledger.balance(org_id).pending == 0
+
+
+def test_inline_steps_aside_while_the_writer_thread_commits(sqlite_url: str) -> None:
+    database = Database(sqlite_url)
+    from creditgate.storage.migrate import upgrade
+
+    upgrade(database)
+    ledger = Ledger(database)
+    try:
+        org_id = ledger.create_org("acme").id
+        ledger.grant(org_id, c("5"))
+        with ledger.writer._batch_lock:  # the writer thread is in the middle of a batch
+            assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
+        assert ledger.balance(org_id).pending == 0
+    finally:
+        ledger.close()
+        database.dispose()
+
+
+def test_inline_never_waits_for_another_process_lock_and_writes_nothing(sqlite_url: str) -> None:
+    database = Database(sqlite_url)
+    from creditgate.storage.migrate import upgrade
+
+    upgrade(database)
+    ledger = Ledger(database)
+    rows = Rows()
+    ledger.writer.add_side_writer(rows)
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        org_id = ledger.create_org("acme").id
+        ledger.grant(org_id, c("5"))
+        rows.waiting.append("usage-row")
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+        outcome = ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1")))
+        assert outcome is NOT_INLINE
+        assert rows.waiting == ["usage-row"] and rows.written == []  # handed back, not lost
+        other.execute("ROLLBACK")
+        # Queued instead, the same operation then goes through (and takes the row along).
+        ledger.execute(ledger.reserve_operation(org_id, c("1")))
+        assert ledger.balance(org_id).available == c("4")
+        assert rows.written == ["usage-row"]
+    finally:
+        other.close()
+        ledger.close()
+        database.dispose()
