@@ -1,17 +1,14 @@
 """Persisting deployments, and the short-lived in-memory view the hot path reads.
 
 Management calls (create, update, delete) use SQLAlchemy. The gateway never queries per request:
-it reads a snapshot of all deployments that is reloaded at most every ``cache_ttl_s`` (in a
-worker thread), so a change made by another process is seen within that time and a change made
-by this process at once.
+it reads a snapshot of all deployments that is reloaded in the background every ``cache_ttl_s``
+(see :mod:`creditgate.gateway.snapshot`), so a change made by another process is seen within
+about that time and a change made by this process at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import threading
-import time
 from typing import Any, Final
 
 import orjson
@@ -22,6 +19,7 @@ from creditgate.errors import Conflict, InvalidInput, NotFound
 from creditgate.gateway import secrets
 from creditgate.gateway.deployments import Deployment, validate
 from creditgate.gateway.prices import PriceList, parse_prices
+from creditgate.gateway.snapshot import Snapshot
 from creditgate.ledger.book import new_id
 from creditgate.storage.database import Database
 from creditgate.storage.tables_gateway import deployments
@@ -36,9 +34,8 @@ class DeploymentStore:
         self.database = database
         self.clock = clock
         self.cache_ttl_s = cache_ttl_s
-        self._snapshot: dict[str, Deployment] = {}
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
+        self._snapshot = Snapshot(lambda: {deployment.name: deployment for deployment in self.list()}, {},
+                                  cache_ttl_s)
 
     # ------------------------------------------------------------------ management
     def create(self, data: dict[str, Any], *, model_bytes: bytes | None = None) -> Deployment:
@@ -100,26 +97,14 @@ class DeploymentStore:
 
     # ------------------------------------------------------------------ hot path
     async def find(self, name: str) -> Deployment | None:
-        """The deployment clients call ``name``, from the snapshot (reloaded when stale)."""
-        if time.monotonic() - self._loaded_at > self.cache_ttl_s:
-            await asyncio.to_thread(self._reload)
-        return self._snapshot.get(name)
+        """The deployment clients call ``name``, from the snapshot."""
+        return (await self._snapshot.get()).get(name)
 
     async def all(self) -> list[Deployment]:
-        if time.monotonic() - self._loaded_at > self.cache_ttl_s:
-            await asyncio.to_thread(self._reload)
-        return list(self._snapshot.values())
+        return list((await self._snapshot.get()).values())
 
     def invalidate(self) -> None:
-        self._loaded_at = float("-inf")
-
-    def _reload(self) -> None:
-        with self._lock:
-            if time.monotonic() - self._loaded_at <= self.cache_ttl_s:
-                return
-            started = time.monotonic()
-            self._snapshot = {deployment.name: deployment for deployment in self.list()}
-            self._loaded_at = started
+        self._snapshot.invalidate()
 
     # ------------------------------------------------------------------ rows
     @staticmethod

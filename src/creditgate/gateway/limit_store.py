@@ -1,15 +1,12 @@
 """Which rate limits apply to a key: its own row, else its organization's, else the default.
 
-Read from ``gateway_rate_limits`` into a snapshot reloaded at most every ``cache_ttl_s``, so the
-hot path never queries.
+Read from ``gateway_rate_limits`` into a snapshot reloaded in the background every
+``cache_ttl_s`` (see :mod:`creditgate.gateway.snapshot`), so the hot path never queries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
-import time
 from typing import Any, Final
 
 from sqlalchemy import delete, select
@@ -17,6 +14,7 @@ from sqlalchemy import delete, select
 from creditgate.clock import Clock
 from creditgate.errors import InvalidInput, NotFound
 from creditgate.gateway.limits import RateLimits
+from creditgate.gateway.snapshot import Snapshot
 from creditgate.storage.database import Database
 from creditgate.storage.tables_gateway import gateway_rate_limits
 
@@ -30,22 +28,12 @@ class LimitStore:
         self.database = database
         self.clock = clock
         self.cache_ttl_s = cache_ttl_s
-        self._snapshot: dict[str, RateLimits] = {}
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
+        self._snapshot: Snapshot[dict[str, RateLimits]] = Snapshot(self.list, {}, cache_ttl_s)
 
     async def limits_for(self, key_id: str, org_id: str) -> RateLimits:
-        if time.monotonic() - self._loaded_at > self.cache_ttl_s:
-            await asyncio.to_thread(self._reload)
-        snapshot = self._snapshot
+        snapshot = await self._snapshot.get()
         return (snapshot.get(f"key:{key_id}") or snapshot.get(f"org:{org_id}")
                 or snapshot.get("default") or NO_LIMITS)
-
-    def _reload(self) -> None:
-        with self._lock:
-            started = time.monotonic()
-            self._snapshot = {subject: limits for subject, limits in self.list().items()}
-            self._loaded_at = started
 
     def list(self) -> dict[str, RateLimits]:
         with self.database.read() as connection:
@@ -69,7 +57,7 @@ class LimitStore:
             connection.execute(delete(gateway_rate_limits).where(gateway_rate_limits.c.subject == subject))
             connection.execute(gateway_rate_limits.insert().values(
                 subject=subject, updated_at_us=self.clock.now_us(), **values))
-        self._loaded_at = float("-inf")
+        self._snapshot.invalidate()
         return RateLimits(values["requests_per_min"], values["tokens_per_min"], values["concurrent_max"])
 
     def remove(self, subject: str) -> None:
@@ -78,4 +66,4 @@ class LimitStore:
                                       .where(gateway_rate_limits.c.subject == subject)).rowcount
         if not gone:
             raise NotFound(f"no rate limits for {subject!r}", param="subject")
-        self._loaded_at = float("-inf")
+        self._snapshot.invalidate()
