@@ -23,6 +23,14 @@ def run(coroutine):  # type: ignore[no-untyped-def]
     return asyncio.run(coroutine)
 
 
+def loaded(table: Table) -> Snapshot[int]:
+    """A snapshot of ``table`` after its first read; the table then moves on to version 1."""
+    snapshot = Snapshot(table.load, -1, 2.0, monotonic=lambda: table.now)
+    run(snapshot.get())
+    table.version = 1
+    return snapshot
+
+
 def test_first_read_waits_for_the_rows() -> None:
     table = Table()
     table.version = 7
@@ -33,9 +41,7 @@ def test_first_read_waits_for_the_rows() -> None:
 
 def test_young_value_is_served_without_reloading() -> None:
     table = Table()
-    snapshot = Snapshot(table.load, -1, 2.0, monotonic=lambda: table.now)
-    run(snapshot.get())
-    table.version = 1
+    snapshot = loaded(table)
     table.now += 0.9
     assert run(snapshot.get()) == 0
     assert table.loads == 1
@@ -43,9 +49,7 @@ def test_young_value_is_served_without_reloading() -> None:
 
 def test_ageing_value_is_served_while_a_background_reload_renews_it() -> None:
     table = Table()
-    snapshot = Snapshot(table.load, -1, 2.0, monotonic=lambda: table.now)
-    run(snapshot.get())
-    table.version = 1
+    snapshot = loaded(table)
     table.now += 1.5  # past half its life, not yet expired
 
     async def read_then_settle() -> tuple[int, int]:
@@ -60,18 +64,14 @@ def test_ageing_value_is_served_while_a_background_reload_renews_it() -> None:
 
 def test_expired_value_is_never_served() -> None:
     table = Table()
-    snapshot = Snapshot(table.load, -1, 2.0, monotonic=lambda: table.now)
-    run(snapshot.get())
-    table.version = 1
+    snapshot = loaded(table)
     table.now += 2.5
     assert run(snapshot.get()) == 1
 
 
 def test_local_change_is_seen_by_the_next_read() -> None:
     table = Table()
-    snapshot = Snapshot(table.load, -1, 2.0, monotonic=lambda: table.now)
-    run(snapshot.get())
-    table.version = 1
+    snapshot = loaded(table)
     snapshot.invalidate()
     assert run(snapshot.get()) == 1
 
