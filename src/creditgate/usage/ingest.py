@@ -50,8 +50,7 @@ DEDUP_PRUNE_ROWS_MAX: Final = 10_000
 WRITE_RETRIES_MAX: Final = 10
 RETRY_BACKOFF_S: Final = 0.01
 assert LATE_EVENT_WINDOW_S + FUTURE_SKEW_S < DEDUP_RETENTION_S
-_CLAIM_COLUMNS: Final = (("source", "text"), ("event_id", "text"), ("org_id", "text"),
-                         ("received_at_us", "bigint"))
+_CLAIM_COLUMNS: Final = ("source", "event_id", "org_id", "received_at_us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +246,7 @@ def _claim(driver: Sql, priced: list[_Priced], now_us: int) -> set[tuple[str, st
     # Key order, so that two batches claiming overlapping pairs never wait on each other in
     # opposite orders.
     ordered = sorted(priced, key=lambda item: (item.event.source, item.event.event_id))
-    rows = driver.insert_columns(
+    rows = driver.insert_rows(
         "usage_event_keys", _CLAIM_COLUMNS,
         [(item.event.source, item.event.event_id, item.event.org_id, now_us) for item in ordered],
         "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
