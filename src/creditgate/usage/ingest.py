@@ -113,7 +113,7 @@ def _check(raw_events: Sequence[Any], caller: Caller, now_us: int,
                 if caller.project_id is not None:
                     if event.project_id not in (None, caller.project_id):
                         raise Rejected("forbidden", "subject: this key may only report its own project's usage")
-                    event = _with(event, project_id=caller.project_id)
+                    event = event._replace(project_id=caller.project_id)
         except Rejected as rejected:
             results[index] = _status(raw, "rejected", reason=rejected.reason, message=rejected.message)
             continue
@@ -124,12 +124,6 @@ def _check(raw_events: Sequence[Any], caller: Caller, now_us: int,
         seen.add(pair)
         checked.append((index, event))
     return checked
-
-
-def _with(event: UsageEvent, **changes: Any) -> UsageEvent:
-    values = {name: getattr(event, name) for name in UsageEvent.__slots__}
-    values.update(changes)
-    return UsageEvent(**values)
 
 
 def _resolve(database: Database, events: list[tuple[int, UsageEvent]],
