@@ -8,8 +8,7 @@ field named, never a failed batch.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from creditgate.clock import parse_iso
 from creditgate.errors import CreditgateError
@@ -38,8 +37,9 @@ class Rejected(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class UsageEvent:
+class UsageEvent(NamedTuple):
+    """A checked event. A named tuple because ingestion builds a thousand per request."""
+
     source: str
     event_id: str
     org_id: str

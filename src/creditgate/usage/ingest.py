@@ -50,8 +50,7 @@ DEDUP_PRUNE_ROWS_MAX: Final = 10_000
 WRITE_RETRIES_MAX: Final = 10
 RETRY_BACKOFF_S: Final = 0.01
 assert LATE_EVENT_WINDOW_S + FUTURE_SKEW_S < DEDUP_RETENTION_S
-_CLAIM_COLUMNS: Final = (("source", "text"), ("event_id", "text"), ("org_id", "text"),
-                         ("received_at_us", "bigint"))
+_CLAIM_COLUMNS: Final = ("source", "event_id", "org_id", "received_at_us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +113,7 @@ def _check(raw_events: Sequence[Any], caller: Caller, now_us: int,
                 if caller.project_id is not None:
                     if event.project_id not in (None, caller.project_id):
                         raise Rejected("forbidden", "subject: this key may only report its own project's usage")
-                    event = _with(event, project_id=caller.project_id)
+                    event = event._replace(project_id=caller.project_id)
         except Rejected as rejected:
             results[index] = _status(raw, "rejected", reason=rejected.reason, message=rejected.message)
             continue
@@ -125,12 +124,6 @@ def _check(raw_events: Sequence[Any], caller: Caller, now_us: int,
         seen.add(pair)
         checked.append((index, event))
     return checked
-
-
-def _with(event: UsageEvent, **changes: Any) -> UsageEvent:
-    values = {name: getattr(event, name) for name in UsageEvent.__slots__}
-    values.update(changes)
-    return UsageEvent(**values)
 
 
 def _resolve(database: Database, events: list[tuple[int, UsageEvent]],
@@ -247,7 +240,7 @@ def _claim(driver: Sql, priced: list[_Priced], now_us: int) -> set[tuple[str, st
     # Key order, so that two batches claiming overlapping pairs never wait on each other in
     # opposite orders.
     ordered = sorted(priced, key=lambda item: (item.event.source, item.event.event_id))
-    rows = driver.insert_columns(
+    rows = driver.insert_rows(
         "usage_event_keys", _CLAIM_COLUMNS,
         [(item.event.source, item.event.event_id, item.event.org_id, now_us) for item in ordered],
         "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")

@@ -112,12 +112,17 @@ def _from_rollups(connection: Connection, query: UsageQuery, dimensions: tuple[s
     if query.project_id is not None:
         value_filter, params = " AND value = ?", [*params, query.project_id]
     rows = driver.all(
-        f"SELECT (hour_us / {step}) * {step} AS bucket, value, meter, SUM(quantity) FROM usage_rollup_hourly "
-        f"WHERE org_id = ? AND dimension = ? AND hour_us >= ? AND hour_us < ?{value_filter} "
-        "GROUP BY bucket, value, meter", params)
+        f"SELECT {_bucket_sql(step)} AS bucket, value, meter, {_sum_sql(step)} FROM usage_rollup_hourly "
+        f"WHERE org_id = ? AND dimension = ? AND hour_us >= ? AND hour_us < ?{value_filter}"
+        f"{_group_sql(step, 'value, meter')}", params)
     keep_value = bool(dimensions)
+    monthly = query.bucket == "month"
     for bucket, value, meter, quantity in rows:
-        _add(sums, (_bucket(query, bucket), (value,) if keep_value else ()), meter, int(quantity))
+        key = (_bucket(query, bucket) if monthly else bucket, (value,) if keep_value else ())
+        totals = sums.get(key)
+        if totals is None:
+            totals = sums[key] = {}
+        totals[meter] = totals.get(meter, 0) + int(quantity)
     if dimension.startswith("tag:"):
         _untagged(driver, query, start_us, end_us, step, sums)
 
@@ -127,9 +132,9 @@ def _untagged(driver: Sql, query: UsageQuery, start_us: int, end_us: int, step: 
     """Records without the tag: the total minus the tagged sums, grouped under no value."""
     totals: dict[int, Totals] = {}
     for bucket, meter, quantity in driver.all(
-            f"SELECT (hour_us / {step}) * {step} AS bucket, meter, SUM(quantity) FROM usage_rollup_hourly "
-            "WHERE org_id = ? AND dimension = 'total' AND hour_us >= ? AND hour_us < ? "
-            "GROUP BY bucket, meter", [query.org_id, start_us, end_us]):
+            f"SELECT {_bucket_sql(step)} AS bucket, meter, {_sum_sql(step)} FROM usage_rollup_hourly "
+            "WHERE org_id = ? AND dimension = 'total' AND hour_us >= ? AND hour_us < ?"
+            f"{_group_sql(step, 'meter')}", [query.org_id, start_us, end_us]):
         slot = totals.setdefault(_bucket(query, bucket), {})
         slot[meter] = slot.get(meter, 0) + int(quantity)
     for (bucket, values), tagged in list(sums.items()):
@@ -141,6 +146,20 @@ def _untagged(driver: Sql, query: UsageQuery, start_us: int, end_us: int, step: 
             for meter, quantity in rest.items():
                 if quantity:
                     _add(sums, (bucket, (NO_VALUE,)), meter, quantity)
+
+
+# Hourly buckets are the rollup rows themselves (one per key of the table's primary key), so
+# they are read in index order without grouping; coarser buckets are summed by the database.
+def _bucket_sql(step: int) -> str:
+    return "hour_us" if step == HOUR_US else f"(hour_us / {step}) * {step}"
+
+
+def _sum_sql(step: int) -> str:
+    return "quantity" if step == HOUR_US else "SUM(quantity)"
+
+
+def _group_sql(step: int, columns: str) -> str:
+    return "" if step == HOUR_US else f" GROUP BY bucket, {columns}"
 
 
 def _from_records(connection: Connection, query: UsageQuery, dimensions: tuple[str, ...],
@@ -169,8 +188,12 @@ def _rows(query: UsageQuery, dimensions: tuple[str, ...],
           sums: dict[tuple[int, tuple[str, ...]], Totals]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     by_meter = "meter" in query.group_by
+    bucket_names: dict[int, str | None] = {}  # each bucket repeats once per group
     for (bucket, values), totals in sorted(sums.items()):
-        base: dict[str, Any] = {"bucket_start": iso(bucket)}
+        name = bucket_names.get(bucket)
+        if name is None:
+            name = bucket_names[bucket] = iso(bucket)
+        base: dict[str, Any] = {"bucket_start": name}
         base.update({name: (value or None) for name, value in zip(dimensions, values, strict=True)})
         meters = {name: quantity for name, quantity in sorted(totals.items()) if not name.startswith("$")}
         if by_meter:

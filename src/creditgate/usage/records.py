@@ -11,8 +11,8 @@ that two writers never wait on each other in opposite orders.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple
 
 import orjson
 from sqlalchemy import Connection
@@ -25,20 +25,19 @@ CREDITS_METER: Final = "$credits"
 EVENTS_METER: Final = "$events"
 NO_VALUE: Final = ""
 
-_RECORD_COLUMNS: Final = (
-    ("org_id", "text"), ("project_id", "text"), ("key_id", "text"), ("model", "text"), ("meters", "text"),
-    ("tags", "text"), ("credits", "bigint"), ("at_us", "bigint"), ("latency_ms", "integer"),
-    ("source", "text"), ("event_id", "text"))
-_ROLLUP_COLUMNS: Final = (
-    ("org_id", "text"), ("dimension", "text"), ("hour_us", "bigint"), ("value", "text"), ("meter", "text"),
-    ("quantity", "bigint"))
+_RECORD_COLUMNS: Final = ("org_id", "project_id", "key_id", "model", "meters", "tags", "credits", "at_us",
+                          "latency_ms", "source", "event_id")
+_ROLLUP_COLUMNS: Final = ("org_id", "dimension", "hour_us", "value", "meter", "quantity")
 _ADD_ON_CONFLICT: Final = ("ON CONFLICT (org_id, dimension, hour_us, value, meter) "
                            "DO UPDATE SET quantity = usage_rollup_hourly.quantity + excluded.quantity")
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One metered request or usage event, as stored. ``credits`` is in micro-credits."""
+class UsageRow(NamedTuple):
+    """One metered request or usage event, as stored. ``credits`` is in micro-credits.
+
+    A named tuple rather than a frozen dataclass: ingestion builds a thousand per request, and a
+    tuple is built in a third of the time.
+    """
 
     org_id: str
     model: str
@@ -47,7 +46,7 @@ class UsageRow:
     at_us: int
     project_id: str | None = None
     key_id: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = MappingProxyType({})
     latency_ms: int | None = None
     source: str | None = None
     event_id: str | None = None
@@ -66,10 +65,10 @@ def insert_usage(connection: Connection, rows: Sequence[UsageRow]) -> None:
     if not rows:
         return
     sql = Sql(connection)
-    sql.insert_columns("usage_records", _RECORD_COLUMNS, [
+    sql.copy_rows("usage_records", _RECORD_COLUMNS, [
         (row.org_id, row.project_id, row.key_id, row.model, _json(row.meters), _json(row.tags),
          row.credits, row.at_us, row.latency_ms, row.source, row.event_id) for row in rows])
-    sql.insert_columns("usage_rollup_hourly", _ROLLUP_COLUMNS, rollup_rows(rows), _ADD_ON_CONFLICT)
+    sql.insert_rows("usage_rollup_hourly", _ROLLUP_COLUMNS, rollup_rows(rows), _ADD_ON_CONFLICT)
 
 
 def rollup_rows(rows: Iterable[UsageRow]) -> list[tuple[str, str, int, str, str, int]]:
