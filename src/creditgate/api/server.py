@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from creditgate.api.app import create_app
 from creditgate.bootstrap import Services, bootstrap
+from creditgate.runtime import freeze_startup_heap
 
 
 def start_background_jobs(services: Services) -> None:
@@ -27,4 +28,6 @@ def start_background_jobs(services: Services) -> None:
 def app_from_env() -> FastAPI:
     services = bootstrap(migrate=False)
     start_background_jobs(services)
-    return create_app(services, close_services_on_shutdown=True)
+    app = create_app(services, close_services_on_shutdown=True)
+    freeze_startup_heap()
+    return app

@@ -20,6 +20,7 @@ def main() -> None:
 
     from creditgate.bootstrap import bootstrap
     from creditgate.gateway.routes import create_gateway_app
+    from creditgate.runtime import freeze_startup_heap
 
     parser = argparse.ArgumentParser(prog="python -m creditgate.gateway")
     parser.add_argument("--host", default="127.0.0.1")
@@ -29,6 +30,7 @@ def main() -> None:
     services = bootstrap(arguments.database_url, migrate=False)
     try:
         app = create_gateway_app(services)
+        freeze_startup_heap()
         uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning",
                     access_log=False, lifespan="off", loop="uvloop", http="httptools")
     finally:

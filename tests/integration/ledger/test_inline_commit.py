@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from creditgate.ledger.operations import Post
 from creditgate.ledger.service import Ledger
 from creditgate.ledger.verify import verify
 from creditgate.storage.database import Database
+from creditgate.storage.migrate import upgrade
 
 
 class Rows:
@@ -42,11 +44,20 @@ class Rows:
         pass
 
 
-def test_inline_reserve_and_post_are_committed_before_they_answer(ledger: Ledger) -> None:
+@pytest.fixture
+def sqlite_ledger(sqlite_url: str) -> Iterator[Ledger]:
+    database = Database(sqlite_url)
+    upgrade(database)
+    ledger = Ledger(database)
+    yield ledger
+    ledger.close()
+    database.dispose()
+
+
+def test_inline_reserve_and_post_are_committed_before_they_answer(sqlite_ledger: Ledger) -> None:
+    ledger = sqlite_ledger
     org_id = ledger.create_org("acme").id
     ledger.grant(org_id, c("10"))
-    if not ledger.database.is_sqlite:
-        pytest.skip("inline commits are for SQLite")
 
     async def pair() -> dict[str, Any]:
         hold = await ledger.execute_async(ledger.reserve_operation(org_id, c("4")), inline=True)
@@ -77,38 +88,33 @@ def test_inline_errors_are_raised_like_queued_ones(ledger: Ledger) -> None:
     assert ledger.balance(org_id).pending == 0
 
 
-def test_postgres_never_commits_inline(ledger: Ledger) -> None:
-    if ledger.database.is_sqlite:
-        pytest.skip("PostgreSQL only")
-    org_id = ledger.create_org("acme").id
-    ledger.grant(org_id, c("1"))
-    assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
-    assert ledger.balance(org_id).pending == 0
-
-
-def test_inline_steps_aside_while_the_writer_thread_commits(sqlite_url: str) -> None:
-    database = Database(sqlite_url)
-    from creditgate.storage.migrate import upgrade
-
+@pytest.mark.postgres
+def test_postgres_never_commits_inline(postgres_url: str) -> None:
+    database = Database(postgres_url)
     upgrade(database)
     ledger = Ledger(database)
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("1"))
     try:
-        org_id = ledger.create_org("acme").id
-        ledger.grant(org_id, c("5"))
-        with ledger.writer._batch_lock:  # the writer thread is in the middle of a batch
-            assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
+        assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
         assert ledger.balance(org_id).pending == 0
     finally:
         ledger.close()
         database.dispose()
 
 
-def test_inline_never_waits_for_another_process_lock_and_writes_nothing(sqlite_url: str) -> None:
-    database = Database(sqlite_url)
-    from creditgate.storage.migrate import upgrade
+def test_inline_steps_aside_while_the_writer_thread_commits(sqlite_ledger: Ledger) -> None:
+    ledger = sqlite_ledger
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("5"))
+    with ledger.writer._batch_lock:  # the writer thread is in the middle of a batch
+        assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
+    assert ledger.balance(org_id).pending == 0
 
-    upgrade(database)
-    ledger = Ledger(database)
+
+def test_inline_never_waits_for_another_process_lock_and_writes_nothing(sqlite_url: str,
+                                                                        sqlite_ledger: Ledger) -> None:
+    ledger = sqlite_ledger
     rows = Rows()
     ledger.writer.add_side_writer(rows)
     other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
@@ -127,5 +133,3 @@ def test_inline_never_waits_for_another_process_lock_and_writes_nothing(sqlite_u
         assert rows.written == ["usage-row"]
     finally:
         other.close()
-        ledger.close()
-        database.dispose()
