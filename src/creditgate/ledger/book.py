@@ -61,6 +61,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_IDS.getrandbits(80):020x}"
 
 
+def new_time_ordered_id(prefix: str, now_us: int) -> str:
+    """A unique id that sorts by creation time (the millisecond first, then 80 random bits, as in
+    ULIDs). For the rows inserted on the hot path (holds): each batch's new ids land together at
+    the end of the primary-key index instead of all over it, so a commit writes a few index pages
+    rather than one per row, on SQLite and PostgreSQL alike."""
+    return f"{prefix}_{now_us // 1000:012x}{_IDS.getrandbits(80):020x}"
+
+
 @dataclass(frozen=True, slots=True)
 class GrantSpec:
     amount: int
@@ -242,7 +250,7 @@ class Book:
         if available < amount:
             raise self._insufficient(available, amount)
         budgets = self._check_budgets(budget_subjects, amount, now_us)
-        hold_id = hold_id or new_id("hld")
+        hold_id = hold_id or new_time_ordered_id("hld", now_us)
         legs: list[tuple[str, int]] = []
         entries: list[Entry] = []
         needed = amount
@@ -459,14 +467,19 @@ class Book:
     def _append(self, kind: str, now_us: int, ref: str | None, key: str | None,
                 fingerprint: str | None, result: dict[str, Any], entries: list[Entry]) -> None:
         assert sum(entry.amount for entry in entries) == 0, entries
-        seq = self.org.chain_seq + 1
+        org = self.org
+        seq = org.chain_seq + 1
         result_text = journal.canonical_json(result).decode()
+        # Serialized once: hashed and stored as the same text.
+        entries_text = journal.entries_json(entries)
         digest = journal.transaction_hash(
-            prev_hash=self.org.chain_head, org_id=self.org.id, seq=seq, kind=kind, at_us=now_us,
+            prev_hash=org.chain_head, org_id=org.id, seq=seq, kind=kind, at_us=now_us,
             ref=ref, idempotency_key=key, fingerprint=fingerprint, result=result_text,
-            entries=entries)
+            entries_text=entries_text)
         self.transactions.append(JournalTransaction(
-            org_id=self.org.id, seq=seq, kind=kind, at_us=now_us, ref=ref, idempotency_key=key,
-            fingerprint=fingerprint, result=result_text, prev_hash=self.org.chain_head,
-            hash=digest, entries=tuple(entries)))
-        self.org = self.org._replace(chain_seq=seq, chain_head=digest)
+            org.id, seq, kind, now_us, ref, key, fingerprint, result_text, org.chain_head, digest,
+            tuple(entries), entries_text.decode()))
+        # Positional construction: this runs once per operation, and NamedTuple's _replace
+        # costs twice as much.
+        self.org = Org(org.id, org.name, org.created_at_us, org.overdraft_limit, org.debt_inference,
+                       org.debt_training, seq, digest)

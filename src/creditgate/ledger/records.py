@@ -154,3 +154,5 @@ class JournalTransaction(NamedTuple):
     prev_hash: str
     hash: str
     entries: tuple[Entry, ...] = ()
+    # The entries as serialized once for the hash, stored as is in the journal row.
+    entries_text: str = "[]"

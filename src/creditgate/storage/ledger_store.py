@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from creditgate.ledger import journal
 from creditgate.ledger.book import Book
 from creditgate.ledger.records import GENESIS_HASH, Budget, Grant, Hold, Org
 from creditgate.storage.driver import Driver
@@ -194,7 +195,7 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
         changed_orgs.append((org.chain_seq, org.chain_head, org.debt_inference, org.debt_training, org.id))
         for tx in book.transactions:
             transactions.append((tx.org_id, tx.seq, tx.kind, tx.at_us, tx.ref, tx.idempotency_key,
-                                 tx.fingerprint, tx.result, entries_text(tx.entries), tx.prev_hash,
+                                 tx.fingerprint, tx.result, tx.entries_text, tx.prev_hash,
                                  tx.hash))
     driver = Driver(connection)
     # Order matters for foreign keys: grants and holds before the entries that name them. Holds
@@ -210,7 +211,7 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
 
 
 def entries_text(entries: Iterable[Any]) -> str:
-    return orjson.dumps([[e.account, e.grant_id, e.amount] for e in entries]).decode()
+    return journal.entries_json(entries).decode()
 
 
 def grant_row(grant: Grant) -> tuple[Any, ...]:
