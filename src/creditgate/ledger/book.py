@@ -259,7 +259,7 @@ class Book:
             legs.append((grant.id, take))
             entries += [Entry(grant_account(grant.id), -take, grant.id),
                         Entry(hold_account(hold_id), take, grant.id)]
-            self._put_grant(grant._replace(held=grant.held + take))
+            self._put_grant(grant.with_amounts(grant.remaining, grant.held + take))
             needed -= take
             if needed == 0:
                 break
@@ -334,14 +334,14 @@ class Book:
                     entries += [Entry(hold_account(hold.id), -release, grant_id),
                                 Entry(lost_to, release, grant_id)]
                     remaining -= release
-            self._put_grant(grant._replace(remaining=remaining, held=grant.held - leg_amount))
+            self._put_grant(grant.with_amounts(remaining, grant.held - leg_amount))
         assert to_consume == 0
         for budget_id in hold.budgets:
             budget = self.budgets.get(budget_id)
             if budget is not None:
                 budget = budget_current(budget, now_us)
                 self._put_budget(budget._replace(held=budget.held - hold.amount, spent=budget.spent + actual))
-        self.holds[hold.id] = hold._replace(status=status, posted=actual, resolved_at_us=now_us)
+        self.holds[hold.id] = hold.resolved(status, actual, now_us)
         self.changed_hold_ids.add(hold.id)
         result = {"hold_id": hold.id, "status": status, "posted": actual,
                   "released": released_total, "paid": paid}
@@ -372,7 +372,7 @@ class Book:
             entries += [Entry(grant_account(grant.id), -take, grant.id),
                         Entry(ACCOUNT_USAGE, take, grant.id)]
             paid.append([grant.id, take])
-            self._put_grant(grant._replace(remaining=grant.remaining - take))
+            self._put_grant(grant.with_amounts(grant.remaining - take, grant.held))
             needed -= take
         if overage:
             entries += [Entry(overdraft_account(scope), -overage), Entry(ACCOUNT_USAGE, overage)]

@@ -1,8 +1,9 @@
 """Immutable ledger records, as NamedTuples (like Beancount's directives).
 
 A change is a new record made with ``record._replace(...)``; NamedTuple's replace is several times
-cheaper than ``dataclasses.replace`` on a frozen dataclass, and the ledger makes a few per
-operation on its hot path.
+cheaper than ``dataclasses.replace`` on a frozen dataclass. The few changes every reservation and
+posting makes (a grant's amounts, a hold's resolution) have their own positional copies, which
+are twice as cheap again as ``_replace`` on these wide records.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class Grant(NamedTuple):
     rollover: str | None = None
     metadata: str = "{}"
 
+    def with_amounts(self, remaining: int, held: int) -> Grant:
+        """This grant with new ``remaining`` and ``held`` (fields 8 and 9)."""
+        return Grant._make(self[:8] + (remaining, held) + self[10:])
+
     @property
     def free(self) -> int:
         """Credits neither consumed nor earmarked by a pending hold."""
@@ -134,6 +139,10 @@ class Hold(NamedTuple):
     resolved_at_us: int | None = None
     metadata: str = "{}"
     budgets: tuple[str, ...] = ()
+
+    def resolved(self, status: str, posted: int, resolved_at_us: int) -> Hold:
+        """This hold posted, voided or expired (fields 4, 9 and 10)."""
+        return Hold._make(self[:4] + (status,) + self[5:9] + (posted, resolved_at_us) + self[11:])
 
 
 class Entry(NamedTuple):

@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with a busy timeout so that several processes can share one file; every
 write transaction starts with ``BEGIN IMMEDIATE`` so that the write lock is taken before any read
-that a decision depends on (no lost updates between processes).
+that a decision depends on (no lost updates between processes). Checkpoints of the log run on a
+thread of their own (see ``storage.checkpoint``), not inside the writer's commits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from creditgate.storage.checkpoint import WalCheckpointer
 
 DEFAULT_SQLITE_PATH: Final = "creditgate.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -48,8 +51,11 @@ class Database:
         self.url = normalize_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
+        self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url)
+            if parsed.database and parsed.database != ":memory:":
+                self._checkpointer = WalCheckpointer(parsed.database)
+            self.engine = _sqlite_engine(self.url, checkpoint_thread=self._checkpointer is not None)
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url,
@@ -81,6 +87,8 @@ class Database:
                     raise
                 if self.is_sqlite:
                     connection.exec_driver_sql("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -99,6 +107,8 @@ class Database:
                     connection.rollback()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
 
@@ -107,7 +117,7 @@ def _nullcontext() -> Iterator[None]:
     yield None
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, *, checkpoint_thread: bool) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +140,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if checkpoint_thread:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
         cursor.close()
 
     return engine
