@@ -65,8 +65,12 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
 
     A book in ``cache`` is reused when its organization row is unchanged: every ledger write
     advances the organization's chain, so an equal row (read under the lock) proves that no
-    other process has touched the organization's grants or holds since. A cached book holds every
-    pending hold of its organization.
+    other process has touched the organization's grants or holds since. Any other book is loaded
+    afresh: its grants and budgets in full, but of its pending holds only those the batch names
+    and those past their ttl (which the batch expires). Nothing decides on the other pending
+    holds (the grants carry what they earmark), so a process whose cache keeps going stale,
+    because other processes write to the same organization, does not re-read them all on every
+    batch.
     """
     driver = Driver(connection)
     ordered = sorted(org_ids)
@@ -86,8 +90,8 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
             missing.append(org_id)
     wanted_grants = {g for g in grant_ids if not any(g in book.grants for book in books.values())}
     wanted_holds = {h for h in hold_ids if not any(h in book.holds for book in books.values())}
-    grant_rows: dict[str, list[Grant]] = {org_id: [] for org_id in org_rows}
-    hold_rows: dict[str, list[Hold]] = {org_id: [] for org_id in org_rows}
+    grant_rows: dict[str, dict[str, Grant]] = {org_id: {} for org_id in org_rows}
+    hold_rows: dict[str, dict[str, Hold]] = {org_id: {} for org_id in org_rows}
     budget_rows: dict[str, list[Budget]] = {org_id: [] for org_id in org_rows}
     if missing:
         for row in driver.all(f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
@@ -96,32 +100,37 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
         for row in driver.all(
                 f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
                 "AND (status = 'active' OR held > 0)", missing):
-            grant_rows[row[1]].append(grant_from_row(row))
-        for row in driver.all(
-                f"SELECT {HOLD_COLUMNS} FROM holds WHERE org_id IN ({_marks(len(missing))}) "
-                "AND status = 'pending'", missing):
-            hold_rows[row[1]].append(hold_from_row(row))
+            grant_rows[row[1]][row[0]] = grant_from_row(row)
     if wanted_grants:
         for row in driver.all(f"SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({_marks(len(wanted_grants))})",
                               sorted(wanted_grants)):
-            if row[1] in grant_rows and all(g.id != row[0] for g in grant_rows[row[1]]):
-                grant_rows[row[1]].append(grant_from_row(row))
+            if row[1] in grant_rows and row[0] not in grant_rows[row[1]]:
+                grant_rows[row[1]][row[0]] = grant_from_row(row)
     if wanted_holds:
         for row in driver.all(f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
                               sorted(wanted_holds)):
-            if row[1] in hold_rows and all(h.id != row[0] for h in hold_rows[row[1]]):
-                hold_rows[row[1]].append(hold_from_row(row))
+            if row[1] in hold_rows:
+                hold_rows[row[1]][row[0]] = hold_from_row(row)
+    # Pending holds past their ttl, which a cached book may lack too (another process created
+    # them before this book was loaded, when they were not due yet); ix_holds_pending_expiry
+    # makes this a short range scan, usually empty.
+    for row in driver.all(
+            f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'pending' AND expires_at_us <= ? "
+            f"AND org_id IN ({_marks(len(ordered))})", [now_us, *ordered]):
+        if row[1] in hold_rows and row[0] not in hold_rows[row[1]]:
+            hold_rows[row[1]][row[0]] = hold_from_row(row)
     for org_id in missing:
-        books[org_id] = Book(org_rows[org_id], grant_rows[org_id], hold_rows[org_id], budget_rows[org_id])
-        books[org_id].visiting_ids.update(g.id for g in grant_rows[org_id] if g.status != "active" and g.held == 0)
-        books[org_id].visiting_ids.update(h.id for h in hold_rows[org_id] if h.status != "pending")
+        grants, holds = grant_rows[org_id].values(), hold_rows[org_id].values()
+        books[org_id] = Book(org_rows[org_id], grants, holds, budget_rows[org_id])
+        books[org_id].visiting_ids.update(g.id for g in grants if g.status != "active" and g.held == 0)
+        books[org_id].visiting_ids.update(h.id for h in holds if h.status != "pending")
     for org_id, book in books.items():
         if org_id in missing:
             continue
-        for grant in grant_rows[org_id]:
+        for grant in grant_rows[org_id].values():
             book.grants.setdefault(grant.id, grant)
             book.visiting_ids.add(grant.id)
-        for hold in hold_rows[org_id]:
+        for hold in hold_rows[org_id].values():
             book.holds.setdefault(hold.id, hold)
             book.visiting_ids.add(hold.id)
     return books
