@@ -27,7 +27,7 @@ class Driver:
     """The DBAPI connection under a SQLAlchemy connection, with our placeholder style."""
 
     def __init__(self, connection: Connection) -> None:
-        self.raw = connection.connection.driver_connection
+        self.raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg: duck-typed
         self.postgres = connection.dialect.name == "postgresql"
 
     def sql(self, text: str) -> str:
@@ -126,6 +126,6 @@ def _postgres_types(table: str, columns: str) -> tuple[str, ...]:
 
     from creditgate.storage.tables import metadata
 
-    dialect = postgresql.dialect()
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     known = metadata.tables[table].c
     return tuple(known[name.strip()].type.compile(dialect=dialect) for name in columns.split(","))
