@@ -41,6 +41,21 @@ class Driver:
         finally:
             cursor.close()
 
+    def all_each(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """The rows of each query, in order; on PostgreSQL all sent in one pipeline (one round
+        trip instead of one per query)."""
+        if not self.postgres:
+            return [self.all(text, params) for text, params in queries]
+        cursors = [self.raw.cursor() for _ in queries]
+        try:
+            with self.raw.pipeline():
+                for cursor, (text, params) in zip(cursors, queries, strict=True):
+                    cursor.execute(self.sql(text), tuple(params))
+            return [list(cursor.fetchall()) for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
     def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``text`` once per row (for rare, small statements such as deletes)."""
         if not rows:

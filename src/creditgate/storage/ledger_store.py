@@ -93,30 +93,40 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
     grant_rows: dict[str, dict[str, Grant]] = {org_id: {} for org_id in org_rows}
     hold_rows: dict[str, dict[str, Hold]] = {org_id: {} for org_id in org_rows}
     budget_rows: dict[str, list[Budget]] = {org_id: [] for org_id in org_rows}
+    # Everything else the batch needs, in one round trip on PostgreSQL (the rows stay locked
+    # meanwhile). Pending holds past their ttl are read for every organization, cached or not:
+    # a cached book may lack one that another process created before this book was loaded, when
+    # it was not due yet; ix_holds_pending_expiry makes that a short range scan, usually empty.
+    queries: list[tuple[str, Sequence[Any]]] = [
+        ((f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'pending' AND expires_at_us <= ? "
+          f"AND org_id IN ({_marks(len(ordered))})"), [now_us, *ordered])]
     if missing:
-        for row in driver.all(f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
-                              missing):
+        queries.append((f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
+                        missing))
+        queries.append(((f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
+                         "AND (status = 'active' OR held > 0)"), missing))
+    if wanted_grants:
+        queries.append((f"SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({_marks(len(wanted_grants))})",
+                        sorted(wanted_grants)))
+    if wanted_holds:
+        queries.append((f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
+                        sorted(wanted_holds)))
+    answers = iter(driver.all_each(queries))
+    due_hold_rows = next(answers)
+    if missing:
+        for row in next(answers):
             budget_rows[row[1]].append(budget_from_row(row))
-        for row in driver.all(
-                f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
-                "AND (status = 'active' OR held > 0)", missing):
+        for row in next(answers):
             grant_rows[row[1]][row[0]] = grant_from_row(row)
     if wanted_grants:
-        for row in driver.all(f"SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({_marks(len(wanted_grants))})",
-                              sorted(wanted_grants)):
+        for row in next(answers):
             if row[1] in grant_rows and row[0] not in grant_rows[row[1]]:
                 grant_rows[row[1]][row[0]] = grant_from_row(row)
     if wanted_holds:
-        for row in driver.all(f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
-                              sorted(wanted_holds)):
+        for row in next(answers):
             if row[1] in hold_rows:
                 hold_rows[row[1]][row[0]] = hold_from_row(row)
-    # Pending holds past their ttl, which a cached book may lack too (another process created
-    # them before this book was loaded, when they were not due yet); ix_holds_pending_expiry
-    # makes this a short range scan, usually empty.
-    for row in driver.all(
-            f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'pending' AND expires_at_us <= ? "
-            f"AND org_id IN ({_marks(len(ordered))})", [now_us, *ordered]):
+    for row in due_hold_rows:
         if row[1] in hold_rows and row[0] not in hold_rows[row[1]]:
             hold_rows[row[1]][row[0]] = hold_from_row(row)
     for org_id in missing:
