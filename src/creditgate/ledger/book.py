@@ -479,7 +479,4 @@ class Book:
         self.transactions.append(JournalTransaction(
             org.id, seq, kind, now_us, ref, key, fingerprint, result_text, org.chain_head, digest,
             tuple(entries), entries_text.decode()))
-        # Positional construction: this runs once per operation, and NamedTuple's _replace
-        # costs twice as much.
-        self.org = Org(org.id, org.name, org.created_at_us, org.overdraft_limit, org.debt_inference,
-                       org.debt_training, seq, digest)
+        self.org = org.with_chain(seq, digest)

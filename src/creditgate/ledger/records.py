@@ -2,8 +2,8 @@
 
 A change is a new record made with ``record._replace(...)``; NamedTuple's replace is several times
 cheaper than ``dataclasses.replace`` on a frozen dataclass. The few changes every reservation and
-posting makes (a grant's amounts, a hold's resolution) have their own positional copies, which
-are twice as cheap again as ``_replace`` on these wide records.
+posting makes (a grant's amounts, a hold's resolution, the chain head) have positional copies of
+their own, twice as cheap again as ``_replace`` on these wide records.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ class Org(NamedTuple):
 
     def debt(self, scope: str) -> int:
         return self.debt_training if scope == "training" else self.debt_inference
+
+    def with_chain(self, seq: int, head: str) -> Org:
+        """This organization with a new chain head (fields 6 and 7), once per journal entry."""
+        return Org._make(self[:6] + (seq, head))
 
     @property
     def debt_total(self) -> int:

@@ -26,7 +26,9 @@ CHECKPOINT_PAUSE_S: Final = 0.05
 # might never get back to its start. Past this many frames (16 MiB of 4 KiB pages) the
 # thread waits for the write lock once and restarts the log (as the writer would on its own).
 WAL_FRAMES_RESTART: Final = 4096
-BUSY_TIMEOUT_MS: Final = 30_000
+# While a restart waits (for the write lock, or for readers of an older snapshot to finish) it
+# holds off new writers, so it gives up soon and tries again on a later pass instead.
+RESTART_WAIT_MAX_MS: Final = 200
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,9 @@ class WalCheckpointer:
             thread.join()
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+        connection = sqlite3.connect(self._path, timeout=RESTART_WAIT_MAX_MS / 1000, isolation_level=None,
                                      check_same_thread=False)
         try:
-            # A fresh connection has not read the file yet, and until it has, wal_checkpoint
-            # answers "not in WAL mode" and does nothing.
-            connection.execute("PRAGMA journal_mode").fetchone()
             while True:
                 self._wanted.wait()
                 self._wanted.clear()
@@ -79,6 +78,9 @@ class WalCheckpointer:
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
         try:
+            # Until a connection has read the file, wal_checkpoint answers "not in WAL mode" and
+            # does nothing; this read is cheap.
+            connection.execute("PRAGMA journal_mode").fetchone()
             _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames > WAL_FRAMES_RESTART:
                 connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()

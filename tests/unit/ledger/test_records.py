@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from creditgate.ledger.records import Grant, Hold
+from creditgate.ledger.records import Grant, Hold, Org
 
 
 def test_grant_with_amounts_changes_only_remaining_and_held() -> None:
@@ -15,3 +15,8 @@ def test_hold_resolved_changes_only_status_posted_and_time() -> None:
     hold = Hold("hld_1", "org_1", 10, "inference", "pending", 1, 2, (("grt_1", 10),), "m", 0, None,
                 '{"z":3}', ("bdg_1",))
     assert hold.resolved("posted", 4, 9) == hold._replace(status="posted", posted=4, resolved_at_us=9)
+
+
+def test_org_with_chain_changes_only_the_chain() -> None:
+    org = Org("org_1", "acme", 1, 5, 2, 3, 7, "a" * 64)
+    assert org.with_chain(8, "b" * 64) == org._replace(chain_seq=8, chain_head="b" * 64)
