@@ -88,8 +88,11 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
             books[org_id] = cached
         else:
             missing.append(org_id)
-    wanted_grants = {g for g in grant_ids if not any(g in book.grants for book in books.values())}
-    wanted_holds = {h for h in hold_ids if not any(h in book.holds for book in books.values())}
+    # Named records that no reused book has (one pass over each book, not one per id).
+    wanted_grants, wanted_holds = set(grant_ids), set(hold_ids)
+    for book in books.values():
+        wanted_grants.difference_update(book.grants.keys())
+        wanted_holds.difference_update(book.holds.keys())
     grant_rows: dict[str, dict[str, Grant]] = {org_id: {} for org_id in org_rows}
     hold_rows: dict[str, dict[str, Hold]] = {org_id: {} for org_id in org_rows}
     budget_rows: dict[str, list[Budget]] = {org_id: [] for org_id in org_rows}
