@@ -61,6 +61,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_IDS.getrandbits(80):020x}"
 
 
+def new_time_ordered_id(prefix: str, now_us: int) -> str:
+    """A unique id that sorts by creation time (the millisecond first, then 80 random bits, as in
+    ULIDs). For the rows inserted on the hot path (holds): each batch's new ids land together at
+    the end of the primary-key index instead of all over it, so a commit writes a few index pages
+    rather than one per row, on SQLite and PostgreSQL alike."""
+    return f"{prefix}_{now_us // 1000:012x}{_IDS.getrandbits(80):020x}"
+
+
 @dataclass(frozen=True, slots=True)
 class GrantSpec:
     amount: int
@@ -242,7 +250,7 @@ class Book:
         if available < amount:
             raise self._insufficient(available, amount)
         budgets = self._check_budgets(budget_subjects, amount, now_us)
-        hold_id = hold_id or new_id("hld")
+        hold_id = hold_id or new_time_ordered_id("hld", now_us)
         legs: list[tuple[str, int]] = []
         entries: list[Entry] = []
         needed = amount
@@ -251,7 +259,7 @@ class Book:
             legs.append((grant.id, take))
             entries += [Entry(grant_account(grant.id), -take, grant.id),
                         Entry(hold_account(hold_id), take, grant.id)]
-            self._put_grant(grant._replace(held=grant.held + take))
+            self._put_grant(grant.with_amounts(grant.remaining, grant.held + take))
             needed -= take
             if needed == 0:
                 break
@@ -326,14 +334,14 @@ class Book:
                     entries += [Entry(hold_account(hold.id), -release, grant_id),
                                 Entry(lost_to, release, grant_id)]
                     remaining -= release
-            self._put_grant(grant._replace(remaining=remaining, held=grant.held - leg_amount))
+            self._put_grant(grant.with_amounts(remaining, grant.held - leg_amount))
         assert to_consume == 0
         for budget_id in hold.budgets:
             budget = self.budgets.get(budget_id)
             if budget is not None:
                 budget = budget_current(budget, now_us)
                 self._put_budget(budget._replace(held=budget.held - hold.amount, spent=budget.spent + actual))
-        self.holds[hold.id] = hold._replace(status=status, posted=actual, resolved_at_us=now_us)
+        self.holds[hold.id] = hold.resolved(status, actual, now_us)
         self.changed_hold_ids.add(hold.id)
         result = {"hold_id": hold.id, "status": status, "posted": actual,
                   "released": released_total, "paid": paid}
@@ -364,7 +372,7 @@ class Book:
             entries += [Entry(grant_account(grant.id), -take, grant.id),
                         Entry(ACCOUNT_USAGE, take, grant.id)]
             paid.append([grant.id, take])
-            self._put_grant(grant._replace(remaining=grant.remaining - take))
+            self._put_grant(grant.with_amounts(grant.remaining - take, grant.held))
             needed -= take
         if overage:
             entries += [Entry(overdraft_account(scope), -overage), Entry(ACCOUNT_USAGE, overage)]
@@ -459,14 +467,16 @@ class Book:
     def _append(self, kind: str, now_us: int, ref: str | None, key: str | None,
                 fingerprint: str | None, result: dict[str, Any], entries: list[Entry]) -> None:
         assert sum(entry.amount for entry in entries) == 0, entries
-        seq = self.org.chain_seq + 1
+        org = self.org
+        seq = org.chain_seq + 1
         result_text = journal.canonical_json(result).decode()
+        # Serialized once: hashed and stored as the same text.
+        entries_text = journal.entries_json(entries)
         digest = journal.transaction_hash(
-            prev_hash=self.org.chain_head, org_id=self.org.id, seq=seq, kind=kind, at_us=now_us,
+            prev_hash=org.chain_head, org_id=org.id, seq=seq, kind=kind, at_us=now_us,
             ref=ref, idempotency_key=key, fingerprint=fingerprint, result=result_text,
-            entries=entries)
+            entries_text=entries_text)
         self.transactions.append(JournalTransaction(
-            org_id=self.org.id, seq=seq, kind=kind, at_us=now_us, ref=ref, idempotency_key=key,
-            fingerprint=fingerprint, result=result_text, prev_hash=self.org.chain_head,
-            hash=digest, entries=tuple(entries)))
-        self.org = self.org._replace(chain_seq=seq, chain_head=digest)
+            org.id, seq, kind, now_us, ref, key, fingerprint, result_text, org.chain_head, digest,
+            tuple(entries), entries_text.decode()))
+        self.org = org.with_chain(seq, digest)

@@ -21,13 +21,25 @@ def entry_rows(entries: Iterable[Entry]) -> list[list[Any]]:
     return [[entry.account, entry.grant_id, entry.amount] for entry in entries]
 
 
+def entries_json(entries: Iterable[Entry]) -> bytes:
+    """The legs exactly as the journal row stores them and the hash covers them."""
+    return orjson.dumps(entry_rows(entries))
+
+
 def transaction_hash(*, prev_hash: str, org_id: str, seq: int, kind: str, at_us: int,
                      ref: str | None, idempotency_key: str | None, fingerprint: str | None,
-                     result: str, entries: Sequence[Entry]) -> str:
+                     result: str, entries: Sequence[Entry] | None = None,
+                     entries_text: bytes | None = None) -> str:
+    """The chain hash of one transaction. Give the legs as ``entries`` or, when the caller has
+    already serialized them with :func:`entries_json` (the writer stores that text too),
+    as ``entries_text``: it is embedded verbatim, so both give the same bytes and the same hash."""
+    if entries_text is None:
+        assert entries is not None
+        entries_text = entries_json(entries)
     body = canonical_json({
         "org": org_id, "seq": seq, "kind": kind, "at": at_us, "ref": ref,
         "key": idempotency_key, "fp": fingerprint, "result": result,
-        "entries": entry_rows(entries),
+        "entries": orjson.Fragment(entries_text),
     })
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 

@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with a busy timeout so that several processes can share one file; every
 write transaction starts with ``BEGIN IMMEDIATE`` so that the write lock is taken before any read
-that a decision depends on (no lost updates between processes).
+that a decision depends on (no lost updates between processes). Checkpoints of the log run on a
+thread of their own (see ``storage.checkpoint``), not inside the writer's commits.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+
+from creditgate.storage.checkpoint import WalCheckpointer
 
 DEFAULT_SQLITE_PATH: Final = "creditgate.db"
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
@@ -56,8 +59,11 @@ class Database:
         # up to 100 ms between tries and leaves the lock idle meanwhile. Other processes still
         # meet at SQLite's lock.
         self._sqlite_write_turn = threading.Lock()
+        self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
-            self.engine = _sqlite_engine(self.url)
+            if parsed.database and parsed.database != ":memory:":
+                self._checkpointer = WalCheckpointer(parsed.database)
+            self.engine = _sqlite_engine(self.url, checkpoint_thread=self._checkpointer is not None)
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url,
@@ -111,6 +117,8 @@ class Database:
                 _control(driver, "COMMIT")
         finally:
             self._sqlite_write_turn.release()
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -129,6 +137,8 @@ class Database:
                     connection.rollback()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
 
@@ -157,7 +167,7 @@ def _begin_without_waiting(driver: sqlite3.Connection) -> None:
         driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, *, checkpoint_thread: bool) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +190,8 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if checkpoint_thread:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread's job
         cursor.close()
 
     return engine

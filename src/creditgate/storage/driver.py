@@ -3,13 +3,17 @@
 The ledger and usage ingestion talk to the driver directly (the schema and migrations stay in
 SQLAlchemy), because SQLAlchemy's per-statement overhead was most of a batch's cost. Statements
 are written with ``?`` placeholders and rewritten to ``%s`` for psycopg. Bulk writes use
-``executemany`` on SQLite (a C loop) and one multi-row statement per chunk on PostgreSQL, where
-psycopg's ``executemany`` would cost a round trip per row.
+``executemany`` on SQLite (a C loop). On PostgreSQL :meth:`Driver.insert` sends one multi-row
+statement per chunk, and the ledger's ``insert_many``/``update_many`` send one statement per
+table whose text never changes: every column travels as one array and ``unnest`` turns the
+arrays back into rows, so psycopg converts the text once and the server prepares it once,
+however many rows a batch has (a multi-row VALUES list is a new statement for every row count).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from typing import Any, Final
 
@@ -23,7 +27,7 @@ class Driver:
     """The DBAPI connection under a SQLAlchemy connection, with our placeholder style."""
 
     def __init__(self, connection: Connection) -> None:
-        self.raw = connection.connection.driver_connection
+        self.raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg: duck-typed
         self.postgres = connection.dialect.name == "postgresql"
 
     def sql(self, text: str) -> str:
@@ -36,6 +40,21 @@ class Driver:
             return list(cursor.fetchall())
         finally:
             cursor.close()
+
+    def all_each(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
+        """The rows of each query, in order; on PostgreSQL all sent in one pipeline (one round
+        trip instead of one per query)."""
+        if not self.postgres:
+            return [self.all(text, params) for text, params in queries]
+        cursors = [self.raw.cursor() for _ in queries]
+        try:
+            with self.raw.pipeline():
+                for cursor, (text, params) in zip(cursors, queries, strict=True):
+                    cursor.execute(self.sql(text), tuple(params))
+            return [list(cursor.fetchall()) for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def many(self, text: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``text`` once per row (for rare, small statements such as deletes)."""
@@ -64,14 +83,32 @@ class Driver:
         finally:
             cursor.close()
 
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """On PostgreSQL, send the statements inside without waiting for each one's answer (one
+        round trip for all of them); errors are raised when the block ends."""
+        with self.raw.pipeline() if self.postgres else nullcontext():
+            yield
+
     def insert_many(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.insert(f"INSERT INTO {table} ({columns})", len(columns.split(",")), rows)
+        if not self.postgres:
+            self.insert(f"INSERT INTO {table} ({columns})", len(columns.split(",")), rows)
+            return
+        if not rows:
+            return
+        arrays = ", ".join(f"%s::{kind}[]" for kind in _postgres_types(table, columns))
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})",
+                           [list(column) for column in zip(*rows, strict=True)])
+        finally:
+            cursor.close()
 
     def update_many(self, table: str, assignments: tuple[tuple[str, str], ...],
                     rows: Sequence[Sequence[Any]]) -> None:
         """UPDATE table SET each assigned column WHERE id = the row's last value.
 
-        ``assignments`` pairs each column with its PostgreSQL type (for the VALUES list).
+        ``assignments`` pairs each column with its PostgreSQL type (for the arrays of the unnest).
         """
         if not rows:
             return
@@ -82,15 +119,12 @@ class Driver:
                 cursor.executemany(f"UPDATE {table} SET {setters} WHERE id = ?", rows)
                 return
             names = [column for column, _ in assignments] + ["id"]
-            casts = [kind for _, kind in assignments] + ["text"]
-            row_sql = "(" + ",".join(f"%s::{kind}" for kind in casts) + ")"
+            arrays = ", ".join(f"%s::{kind}[]" for _, kind in assignments) + ", %s::text[]"
             setters = ", ".join(f"{column} = v.{column}" for column, _ in assignments)
-            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
-                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
-                cursor.execute(
-                    f"UPDATE {table} AS t SET {setters} FROM (VALUES " + ",".join([row_sql] * len(chunk))
-                    + f") AS v({', '.join(names)}) WHERE t.id = v.id",
-                    [value for row in chunk for value in row])
+            cursor.execute(
+                f"UPDATE {table} AS t SET {setters} FROM unnest({arrays}) AS v({', '.join(names)}) "
+                "WHERE t.id = v.id",
+                [list(column) for column in zip(*rows, strict=True)])
         finally:
             cursor.close()
 
@@ -98,3 +132,15 @@ class Driver:
 @cache
 def _to_format(text: str) -> str:
     return text.replace("?", "%s")
+
+
+@cache
+def _postgres_types(table: str, columns: str) -> tuple[str, ...]:
+    """The PostgreSQL type of each of ``columns``, from the schema, for the arrays of an unnest."""
+    from sqlalchemy.dialects import postgresql
+
+    from creditgate.storage.tables import metadata
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    known = metadata.tables[table].c
+    return tuple(known[name.strip()].type.compile(dialect=dialect) for name in columns.split(","))

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from creditgate.ledger import journal
 from creditgate.ledger.book import Book
 from creditgate.ledger.records import GENESIS_HASH, Budget, Grant, Hold, Org
 from creditgate.storage.driver import Driver
@@ -64,8 +65,12 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
 
     A book in ``cache`` is reused when its organization row is unchanged: every ledger write
     advances the organization's chain, so an equal row (read under the lock) proves that no
-    other process has touched the organization's grants or holds since. A cached book holds every
-    pending hold of its organization.
+    other process has touched the organization's grants or holds since. Any other book is loaded
+    afresh: its grants and budgets in full, but of its pending holds only those the batch names
+    and those past their ttl (which the batch expires). Nothing decides on the other pending
+    holds (the grants carry what they earmark), so a process whose cache keeps going stale,
+    because other processes write to the same organization, does not re-read them all on every
+    batch.
     """
     driver = Driver(connection)
     ordered = sorted(org_ids)
@@ -83,44 +88,62 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
             books[org_id] = cached
         else:
             missing.append(org_id)
-    wanted_grants = {g for g in grant_ids if not any(g in book.grants for book in books.values())}
-    wanted_holds = {h for h in hold_ids if not any(h in book.holds for book in books.values())}
-    grant_rows: dict[str, list[Grant]] = {org_id: [] for org_id in org_rows}
-    hold_rows: dict[str, list[Hold]] = {org_id: [] for org_id in org_rows}
+    # Named records that no reused book has (one pass over each book, not one per id).
+    wanted_grants, wanted_holds = set(grant_ids), set(hold_ids)
+    for book in books.values():
+        wanted_grants.difference_update(book.grants.keys())
+        wanted_holds.difference_update(book.holds.keys())
+    grant_rows: dict[str, dict[str, Grant]] = {org_id: {} for org_id in org_rows}
+    hold_rows: dict[str, dict[str, Hold]] = {org_id: {} for org_id in org_rows}
     budget_rows: dict[str, list[Budget]] = {org_id: [] for org_id in org_rows}
+    # Everything else the batch needs, in one round trip on PostgreSQL (the rows stay locked
+    # meanwhile). Pending holds past their ttl are read for every organization, cached or not:
+    # a cached book may lack one that another process created before this book was loaded, when
+    # it was not due yet; ix_holds_pending_expiry makes that a short range scan, usually empty.
+    queries: list[tuple[str, Sequence[Any]]] = [
+        ((f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'pending' AND expires_at_us <= ? "
+          f"AND org_id IN ({_marks(len(ordered))})"), [now_us, *ordered])]
     if missing:
-        for row in driver.all(f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
-                              missing):
-            budget_rows[row[1]].append(budget_from_row(row))
-        for row in driver.all(
-                f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
-                "AND (status = 'active' OR held > 0)", missing):
-            grant_rows[row[1]].append(grant_from_row(row))
-        for row in driver.all(
-                f"SELECT {HOLD_COLUMNS} FROM holds WHERE org_id IN ({_marks(len(missing))}) "
-                "AND status = 'pending'", missing):
-            hold_rows[row[1]].append(hold_from_row(row))
+        queries.append((f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
+                        missing))
+        queries.append(((f"SELECT {GRANT_COLUMNS} FROM grants WHERE org_id IN ({_marks(len(missing))}) "
+                         "AND (status = 'active' OR held > 0)"), missing))
     if wanted_grants:
-        for row in driver.all(f"SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({_marks(len(wanted_grants))})",
-                              sorted(wanted_grants)):
-            if row[1] in grant_rows and all(g.id != row[0] for g in grant_rows[row[1]]):
-                grant_rows[row[1]].append(grant_from_row(row))
+        queries.append((f"SELECT {GRANT_COLUMNS} FROM grants WHERE id IN ({_marks(len(wanted_grants))})",
+                        sorted(wanted_grants)))
     if wanted_holds:
-        for row in driver.all(f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
-                              sorted(wanted_holds)):
-            if row[1] in hold_rows and all(h.id != row[0] for h in hold_rows[row[1]]):
-                hold_rows[row[1]].append(hold_from_row(row))
+        queries.append((f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
+                        sorted(wanted_holds)))
+    answers = iter(driver.all_each(queries))
+    due_hold_rows = next(answers)
+    if missing:
+        for row in next(answers):
+            budget_rows[row[1]].append(budget_from_row(row))
+        for row in next(answers):
+            grant_rows[row[1]][row[0]] = grant_from_row(row)
+    if wanted_grants:
+        for row in next(answers):
+            if row[1] in grant_rows and row[0] not in grant_rows[row[1]]:
+                grant_rows[row[1]][row[0]] = grant_from_row(row)
+    if wanted_holds:
+        for row in next(answers):
+            if row[1] in hold_rows:
+                hold_rows[row[1]][row[0]] = hold_from_row(row)
+    for row in due_hold_rows:
+        if row[1] in hold_rows and row[0] not in hold_rows[row[1]]:
+            hold_rows[row[1]][row[0]] = hold_from_row(row)
     for org_id in missing:
-        books[org_id] = Book(org_rows[org_id], grant_rows[org_id], hold_rows[org_id], budget_rows[org_id])
-        books[org_id].visiting_ids.update(g.id for g in grant_rows[org_id] if g.status != "active" and g.held == 0)
-        books[org_id].visiting_ids.update(h.id for h in hold_rows[org_id] if h.status != "pending")
+        grants, holds = grant_rows[org_id].values(), hold_rows[org_id].values()
+        books[org_id] = Book(org_rows[org_id], grants, holds, budget_rows[org_id])
+        books[org_id].visiting_ids.update(g.id for g in grants if g.status != "active" and g.held == 0)
+        books[org_id].visiting_ids.update(h.id for h in holds if h.status != "pending")
     for org_id, book in books.items():
         if org_id in missing:
             continue
-        for grant in grant_rows[org_id]:
+        for grant in grant_rows[org_id].values():
             book.grants.setdefault(grant.id, grant)
             book.visiting_ids.add(grant.id)
-        for hold in hold_rows[org_id]:
+        for hold in hold_rows[org_id].values():
             book.holds.setdefault(hold.id, hold)
             book.visiting_ids.add(hold.id)
     return books
@@ -194,23 +217,24 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
         changed_orgs.append((org.chain_seq, org.chain_head, org.debt_inference, org.debt_training, org.id))
         for tx in book.transactions:
             transactions.append((tx.org_id, tx.seq, tx.kind, tx.at_us, tx.ref, tx.idempotency_key,
-                                 tx.fingerprint, tx.result, entries_text(tx.entries), tx.prev_hash,
+                                 tx.fingerprint, tx.result, tx.entries_text, tx.prev_hash,
                                  tx.hash))
     driver = Driver(connection)
     # Order matters for foreign keys: grants and holds before the entries that name them. Holds
-    # resolved in the batch that created them are inserted already resolved.
-    driver.insert_many("grants", GRANT_COLUMNS, new_grants)
-    driver.update_many("grants", _GRANT_UPDATE, changed_grants)
-    driver.insert_many("holds", HOLD_COLUMNS, new_holds)
-    driver.update_many("holds", _HOLD_UPDATE, changed_holds)
-    driver.insert_many("budgets", BUDGET_COLUMNS, new_budgets)
-    driver.update_many("budgets", _BUDGET_UPDATE, changed_budgets)
-    driver.insert_many("journal_transactions", TRANSACTION_COLUMNS, transactions)
-    driver.update_many("orgs", _ORG_UPDATE, changed_orgs)
-
+    # resolved in the batch that created them are inserted already resolved. On PostgreSQL the
+    # statements go out in one pipeline: one round trip while the organization rows are locked.
+    with driver.pipeline():
+        driver.insert_many("grants", GRANT_COLUMNS, new_grants)
+        driver.update_many("grants", _GRANT_UPDATE, changed_grants)
+        driver.insert_many("holds", HOLD_COLUMNS, new_holds)
+        driver.update_many("holds", _HOLD_UPDATE, changed_holds)
+        driver.insert_many("budgets", BUDGET_COLUMNS, new_budgets)
+        driver.update_many("budgets", _BUDGET_UPDATE, changed_budgets)
+        driver.insert_many("journal_transactions", TRANSACTION_COLUMNS, transactions)
+        driver.update_many("orgs", _ORG_UPDATE, changed_orgs)
 
 def entries_text(entries: Iterable[Any]) -> str:
-    return orjson.dumps([[e.account, e.grant_id, e.amount] for e in entries]).decode()
+    return journal.entries_json(entries).decode()
 
 
 def grant_row(grant: Grant) -> tuple[Any, ...]:
