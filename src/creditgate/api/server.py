@@ -8,6 +8,9 @@ lease, so with several workers or processes exactly one closes each period.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import FastAPI
 
 from creditgate.api.app import create_app
@@ -20,9 +23,19 @@ def start_background_jobs(services: Services) -> None:
     if billing is not None:
         from creditgate.billing.scheduler import BillingScheduler
 
-        scheduler = BillingScheduler(billing)
+        scheduler = BillingScheduler(billing, chores=housekeeping(services))
         scheduler.start()
         services.extras["billing_scheduler"] = scheduler
+
+
+def housekeeping(services: Services) -> list[Callable[[], Any]]:
+    """Chores the scheduler runs on every pass."""
+    from creditgate.usage.ingest import prune_dedup
+
+    def prune_usage_dedup() -> int:
+        return prune_dedup(services.database, services.clock.now_us())
+
+    return [prune_usage_dedup]
 
 
 def app_from_env() -> FastAPI:

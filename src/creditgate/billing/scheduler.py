@@ -1,5 +1,7 @@
 """The in-process scheduler for ``creditgate serve``: closes due periods and opens due
-auto top-ups on a timer (a top-up therefore follows a balance drop within ``interval_s``).
+auto top-ups on a timer (a top-up therefore follows a balance drop within ``interval_s``), then
+runs the server's housekeeping chores (such as forgetting usage-event dedup claims past their
+retention).
 
 What is due is decided by the injected clock, never by the timer: the timer only says how often
 to look (``interval_s``), so a test can move a ManualClock and call :meth:`run_once`. Several
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from creditgate.billing.close import CloseReport
@@ -20,9 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class BillingScheduler:
-    def __init__(self, billing: Any, *, interval_s: float = INTERVAL_S_DEFAULT) -> None:
+    def __init__(self, billing: Any, *, interval_s: float = INTERVAL_S_DEFAULT,
+                 chores: Sequence[Callable[[], Any]] = ()) -> None:
         assert interval_s >= INTERVAL_S_MIN
         self.billing = billing
+        self.chores = tuple(chores)
         self.interval_s = interval_s
         self.runs = 0
         self.last_report: CloseReport | None = None
@@ -42,6 +47,11 @@ class BillingScheduler:
         self.last_report = report
         for error in report.errors:
             log.warning("billing close: %s", error)
+        for chore in self.chores:
+            try:
+                chore()
+            except Exception:  # one failing chore must not stop billing or the others
+                log.exception("scheduled chore %s failed", getattr(chore, "__name__", chore))
         return report
 
     def _loop(self) -> None:

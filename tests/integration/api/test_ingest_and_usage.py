@@ -79,3 +79,29 @@ def _total(result: list[dict[str, Any]], field: str) -> int:
     if result and "meter" in result[0]:
         return sum(row["quantity"] for row in result if row["meter"] == "output_tokens")
     return sum(row[field] for row in result)
+
+
+def test_scheduler_forgets_dedup_claims_past_their_retention(database: Database, clock: ManualClock) -> None:
+    from creditgate.api.server import housekeeping
+    from creditgate.billing.scheduler import BillingScheduler
+    from creditgate.bootstrap import bootstrap
+
+    services = bootstrap(database.url, clock=clock)
+    try:
+        org = services.ledger.create_org("dedup")
+        services.ledger.grant(org.id, 10 * MICROS)
+        assert _ingest(database, clock, [_event(org.id, "e1", iso(clock.now_us()))])[0]["status"] == "accepted"
+        scheduler = BillingScheduler(services.extras["billing"], chores=housekeeping(services))
+
+        def claims() -> int:
+            with database.read() as connection:
+                return int(connection.exec_driver_sql("SELECT COUNT(*) FROM usage_event_keys").scalar_one())
+
+        clock.advance(days=ingest.DEDUP_RETENTION_S // 86_400 - 1)
+        scheduler.run_once()
+        assert claims() == 1  # still within the retention: a replay is still a duplicate
+        clock.advance(days=2)
+        scheduler.run_once()
+        assert claims() == 0
+    finally:
+        services.close()

@@ -9,6 +9,8 @@ checked on every reserve, post and debit.
 
 from __future__ import annotations
 
+import secrets
+
 from dataclasses import dataclass, field
 
 import pytest
@@ -110,7 +112,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.model = Model()
-        self.org = self.ledger.create_org(f"org-{id(self)}-{self.clock.now_us()}", overdraft_limit=OVERDRAFT).id
+        # A fresh name per run: id(self) is reused once a finished machine is freed.
+        self.org = self.ledger.create_org(f"org-{secrets.token_hex(8)}", overdraft_limit=OVERDRAFT).id
 
     @property
     def now(self) -> int:
