@@ -178,6 +178,9 @@ class _Replay:
 TRANSACTION_COLUMNS = ("org_id, seq, kind, at_us, ref, idempotency_key, fingerprint, result, entries, "
                        "prev_hash, hash")
 _GRANT_UPDATE = (("remaining", "bigint"), ("held", "bigint"), ("status", "text"))
+# Most changes move only a grant's balance. Leaving status out of the SET list spares SQLite the
+# two indexes on status (half the cost of the statement, and two fewer pages per commit).
+_GRANT_BALANCE_UPDATE = (("remaining", "bigint"), ("held", "bigint"))
 _HOLD_UPDATE = (("status", "text"), ("posted", "bigint"), ("resolved_at_us", "bigint"))
 _BUDGET_UPDATE = (("cap", "bigint"), ("mode", "text"), ("period", "text"), ("spent", "bigint"),
                   ("held", "bigint"), ("period_start_us", "bigint"))
@@ -189,6 +192,7 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
     """Write what the batch changed: new rows inserted, changed rows updated, all in one go."""
     new_grants: list[Sequence[Any]] = []
     changed_grants: list[Sequence[Any]] = []
+    changed_balances: list[Sequence[Any]] = []  # grants whose status stays: no index to touch
     new_holds: list[Sequence[Any]] = []
     changed_holds: list[Sequence[Any]] = []
     changed_orgs: list[Sequence[Any]] = []
@@ -202,7 +206,10 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
             new_grants.append(grant_row(book.grants[grant_id]))
         for grant_id in book.changed_grant_ids:
             grant = book.grants[grant_id]
-            changed_grants.append((grant.remaining, grant.held, grant.status, grant.id))
+            if grant.status == "active":  # statuses only ever leave "active": this one is unchanged
+                changed_balances.append((grant.remaining, grant.held, grant.id))
+            else:
+                changed_grants.append((grant.remaining, grant.held, grant.status, grant.id))
         for hold_id in book.new_hold_ids:
             new_holds.append(hold_row(book.holds[hold_id]))
         for hold_id in book.changed_hold_ids - book.new_hold_ids:
@@ -226,6 +233,7 @@ def save_books(connection: Connection, books: Iterable[Book]) -> None:
     with driver.pipeline():
         driver.insert_many("grants", GRANT_COLUMNS, new_grants)
         driver.update_many("grants", _GRANT_UPDATE, changed_grants)
+        driver.update_many("grants", _GRANT_BALANCE_UPDATE, changed_balances)
         driver.insert_many("holds", HOLD_COLUMNS, new_holds)
         driver.update_many("holds", _HOLD_UPDATE, changed_holds)
         driver.insert_many("budgets", BUDGET_COLUMNS, new_budgets)
