@@ -20,7 +20,7 @@ class GatewayConfig:
     # Ledger operations of a request are committed on the event loop itself (no hand-off to the
     # writer thread) while at most this many requests are in flight; above it they are queued
     # for group commit. 0 always queues. See Ledger.execute_async.
-    inline_ledger_in_flight_max: int = 2
+    inline_ledger_in_flight_max: int = 1
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -29,7 +29,7 @@ class GatewayConfig:
             deployment_cache_ttl_s=float(os.environ.get("CREDITGATE_DEPLOYMENT_CACHE_TTL_S", "2")),
             limits_cache_ttl_s=float(os.environ.get("CREDITGATE_LIMITS_CACHE_TTL_S", "2")),
             onnx_threads=int(os.environ.get("CREDITGATE_ONNX_THREADS", "2")),
-            inline_ledger_in_flight_max=int(os.environ.get("CREDITGATE_INLINE_LEDGER_IN_FLIGHT_MAX", "2")),
+            inline_ledger_in_flight_max=int(os.environ.get("CREDITGATE_INLINE_LEDGER_IN_FLIGHT_MAX", "1")),
         )
 
 
