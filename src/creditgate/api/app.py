@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -44,12 +45,25 @@ _RESOURCES = (orgs, projects, keys, grants, holds, balance, journal, bundles, pr
               billing_routes, budgets)
 
 
+def _rate_limiter(services: Services, rate_per_s: float, burst: int) -> Any:
+    """Shared by every process through Redis when CREDITGATE_REDIS_URL is set, else in process."""
+    redis_url = os.environ.get("CREDITGATE_REDIS_URL")
+    if not redis_url:
+        return RateLimiter(rate_per_s, burst)
+    from creditgate.api.shared_limits import RedisRateLimiter
+
+    return RedisRateLimiter(redis_url, services.clock, rate_per_s, burst)
+
+
 def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_PER_KEY_PER_S,
                request_burst: int = REQUEST_BURST_MAX, body_bytes_max: int = BODY_BYTES_MAX,
                close_services_on_shutdown: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        closer = getattr(app.state.rate_limiter, "close", None)  # the Redis one holds connections
+        if closer is not None:
+            closer()
         if close_services_on_shutdown:
             services.close()
 
@@ -58,7 +72,7 @@ def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_P
         description="Prepaid AI-inference credits: organizations, keys, grants, holds, usage.",
         openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.services = services
-    app.state.rate_limiter = RateLimiter(requests_per_key_per_s, request_burst)
+    app.state.rate_limiter = _rate_limiter(services, requests_per_key_per_s, request_burst)
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX,
                     responses=errors.error_responses(400, 401, 402, 403, 404, 409, 413, 422, 429))

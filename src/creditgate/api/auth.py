@@ -133,7 +133,7 @@ def current_principal(request: Request,
                                               Depends(_bearer)]) -> Principal:
     services: Services = request.app.state.services
     principal = authenticate(services, request.headers.get("authorization"))
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter: RateLimiter = request.app.state.rate_limiter  # or the Redis one: same take()
     wait_s = limiter.take(principal.key_id)
     if wait_s > 0:
         raise RateLimited("too many requests for this key", retry_after_s=max(1, int(wait_s + 0.999)))

@@ -87,7 +87,8 @@ class BodySizeLimit:
 class RateLimiter:
     """A token bucket per API key, in process: ``rate_per_s`` sustained, ``burst`` at once.
 
-    Each server process limits on its own; with N processes a key may reach N times the rate.
+    Each server process limits on its own; with N processes a key may reach N times the rate,
+    unless CREDITGATE_REDIS_URL makes them share one bucket (creditgate.api.shared_limits).
     """
 
     def __init__(self, rate_per_s: float = REQUESTS_PER_KEY_PER_S, burst: int = REQUEST_BURST_MAX) -> None:
