@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -103,7 +103,7 @@ class Database:
             with self.engine.connect() as connection:
                 # Transaction control goes straight to the driver: through SQLAlchemy's statement
                 # machinery each of these cost more than the commit itself.
-                driver = connection.connection.driver_connection
+                driver = cast(sqlite3.Connection, connection.connection.driver_connection)
                 if wait:
                     _control(driver, "BEGIN IMMEDIATE")
                 else:
