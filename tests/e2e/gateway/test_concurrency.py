@@ -65,6 +65,8 @@ def test_many_streams_never_overspend_and_leave_no_hold(stack: Stack) -> None:
     balance = stack.services.ledger.balance(org_id)
     assert balance.pending == 0
     assert stack.services.ledger.list_holds(org_id, status="pending") == []
+    # Every request, streamed, cut short or refused, left the in-flight count it was counted in.
+    assert stack.services.extras["gateway"].in_flight == 0
     spent = parse_amount(GRANTED) - balance.available
     assert 0 < spent <= parse_amount(GRANTED)
 
