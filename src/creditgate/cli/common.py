@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 
 from creditgate.bootstrap import Services, bootstrap
-from creditgate.clock import parse_iso
+from creditgate.clock import Clock, ManualClock, SystemClock, parse_iso
 from creditgate.errors import CreditgateError, InvalidInput
 from creditgate.ledger.credits import AmountError, parse_amount
 
@@ -26,10 +27,23 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def cli_clock() -> Clock:
+    """The system clock, or the fixed instant in ``CREDITGATE_NOW`` (ISO 8601): a command runs
+    as if it were that moment. Tests move time this way instead of waiting for it."""
+    text = os.environ.get("CREDITGATE_NOW")
+    if not text:
+        return SystemClock()
+    try:
+        return ManualClock(parse_iso(text, field="CREDITGATE_NOW"))
+    except CreditgateError as error:
+        fail(error.message)
+
+
 @contextmanager
 def services(db: str | None) -> Iterator[Services]:
+    clock = cli_clock()
     try:
-        built = bootstrap(db)
+        built = bootstrap(db, clock=clock)
     except CreditgateError as error:
         fail(error.message)
     except Exception as error:  # an unreachable or unreadable database is an operating error here

@@ -20,8 +20,8 @@ from typing import Any, Final
 import typer
 from rich.table import Table
 
-from creditgate.cli.common import JSON_OPTION, console, fail, print_json
-from creditgate.clock import SystemClock, iso, parse_iso
+from creditgate.cli.common import JSON_OPTION, cli_clock, console, fail, print_json
+from creditgate.clock import iso, parse_iso
 from creditgate.errors import CreditgateError, InvalidInput
 from creditgate.ledger.credits import AmountError, format_amount
 from creditgate.pricing._exact import format_decimal, load_yaml_exact, parse_decimal, parse_int
@@ -119,7 +119,7 @@ def _context(utilisation: str | None, queue_depth: str | None,
 
 
 def _at(text: str | None) -> int:
-    return SystemClock().now_us() if text is None else parse_iso(text, field="at")
+    return cli_clock().now_us() if text is None else parse_iso(text, field="at")
 
 
 # ------------------------------------------------------------------------------------ import

@@ -33,17 +33,21 @@ class Run:
         return json.loads(self.out)
 
 
-def cli(db: str, *args: str) -> Run:
+def cli(db: str, *args: str, now: str | None = None) -> Run:
+    """Run the CLI; ``now`` (ISO 8601) is the instant its injected clock reads."""
     command = [str(CREDITGATE)] if CREDITGATE.exists() else [sys.executable, "-m", "creditgate.cli.main"]
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     env.pop("CREDITGATE_DATABASE_URL", None)
+    env.pop("CREDITGATE_NOW", None)
+    if now is not None:
+        env["CREDITGATE_NOW"] = now
     done = subprocess.run([*command, *args, "--db", db], capture_output=True, text=True, env=env,
                           timeout=CLI_TIMEOUT_S, check=False)
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def ok(db: str, *args: str) -> Run:
-    run = cli(db, *args)
+def ok(db: str, *args: str, now: str | None = None) -> Run:
+    run = cli(db, *args, now=now)
     assert run.code == 0, f"{args}: exit {run.code}\n{run.err}"
     return run
 
@@ -176,21 +180,25 @@ def test_bad_input_exits_non_zero_with_one_line_and_writes_nothing(world: World)
 
 
 def test_an_expired_hold_cannot_be_posted(tmp_path: Path) -> None:
-    # A real clock is used by the CLI: a one-second hold is expired after a short wait.
+    # The CLI's clock is injected (CREDITGATE_NOW): the hold expires without anyone waiting.
     db = f"sqlite:///{tmp_path / 'expiry.db'}"
-    ok(db, "orgs", "create", "beta")
-    ok(db, "grants", "create", "beta", "--credits", "10")
-    hold = ok(db, "holds", "reserve", "beta", "--credits", "4", "--ttl", "1").out.strip()
-    import time
-
-    time.sleep(1.1)  # the CLI has no injectable clock; this is the only sleep in the suite
-    assert "expired 1" in ok(db, "expire").out
+    start, later = "2026-03-01T12:00:00Z", "2026-03-01T12:00:02Z"
+    ok(db, "orgs", "create", "beta", now=start)
+    ok(db, "grants", "create", "beta", "--credits", "10", now=start)
+    hold = ok(db, "holds", "reserve", "beta", "--credits", "4", "--ttl", "1", now=start).out.strip()
+    assert "expired 0" in ok(db, "expire", now=start).out  # still within its ttl
+    assert "expired 1" in ok(db, "expire", now=later).out
     before = journal_rows(tmp_path / "expiry.db")
-    run = cli(db, "holds", "post", "beta", hold, "--actual", "1")
+    run = cli(db, "holds", "post", "beta", hold, "--actual", "1", now=later)
     assert run.code == 1 and len(run.err.strip().splitlines()) == 1
     assert "already expired" in run.err and hold in run.err
     assert journal_rows(tmp_path / "expiry.db") == before
-    assert ok(db, "balance", "beta", "--json").json()["available"] == "10"  # type: ignore[index]
+    assert ok(db, "balance", "beta", "--json", now=later).json()["available"] == "10"  # type: ignore[index]
+
+
+def test_a_malformed_injected_time_is_refused(tmp_path: Path) -> None:
+    run = cli(f"sqlite:///{tmp_path / 'x.db'}", "orgs", "create", "gamma", now="yesterday")
+    assert run.code != 0 and len(run.err.strip().splitlines()) == 1 and "CREDITGATE_NOW" in run.err
 
 
 def test_verify_fails_on_a_tampered_file_and_names_the_entry(tmp_path: Path) -> None:
