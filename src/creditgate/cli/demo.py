@@ -28,6 +28,7 @@ def _credits(text: str) -> int:
 def demo(
     db_path: Path = typer.Option(Path("creditgate-demo.db"), "--db-path", help="SQLite file (recreated)"),
     upstream: str | None = typer.Option(None, "--upstream", help="An OpenAI-compatible upstream, e.g. a local Ollama"),
+    upstream_model: str = typer.Option("llama3.2", "--upstream-model", help="The model to ask the upstream for"),
     serve: bool = typer.Option(False, "--serve", help="Keep the server running after the story"),
 ) -> None:
     """Run the creditgate story on an embedded SQLite file: no server needed."""
@@ -74,7 +75,8 @@ def demo(
                 raise
             chapter_run = getattr(module, "run_chapter", None)
             if chapter_run is not None:
-                chapter_run(services, org.id, {"upstream": upstream, "serve": serve, "clock": clock})
+                chapter_run(services, org.id, {"upstream": upstream, "upstream_model": upstream_model,
+                                                   "serve": serve, "clock": clock})
         report = verify(services.database)
         console.print(f"creditgate verify: {'[green]ok[/green]' if report.ok else '[red]FAILED[/red]'} — "
                       f"{report.transactions} journal entries in {report.organizations} hash chains")
