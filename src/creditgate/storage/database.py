@@ -59,6 +59,9 @@ class Database:
         # up to 100 ms between tries and leaves the lock idle meanwhile. Other processes still
         # meet at SQLite's lock.
         self._sqlite_write_turn = threading.Lock()
+        # ...and, holding the turn, all write on one connection: no pool checkout per
+        # transaction, and one page cache that stays current because its own commits changed it.
+        self._sqlite_writer: Connection | None = None
         self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -100,21 +103,22 @@ class Database:
             # What SQLite itself raises when its busy timeout runs out; callers retry on it.
             raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
         try:
-            with self.engine.connect() as connection:
-                # Transaction control goes straight to the driver: through SQLAlchemy's statement
-                # machinery each of these cost more than the commit itself.
-                driver = cast(sqlite3.Connection, connection.connection.driver_connection)
-                if wait:
-                    _control(driver, "BEGIN IMMEDIATE")
-                else:
-                    _begin_without_waiting(driver)
-                try:
-                    yield connection
-                except BaseException:
-                    if driver.in_transaction:
-                        _control(driver, "ROLLBACK")
-                    raise
-                _control(driver, "COMMIT")
+            connection = self._sqlite_writer
+            if connection is None or connection.closed or connection.invalidated:
+                connection = self._sqlite_writer = self.engine.connect()
+            # Transaction control goes straight to the driver: through SQLAlchemy's statement
+            # machinery each of these cost more than the commit itself.
+            driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+            if wait:
+                _control(driver, "BEGIN IMMEDIATE")
+            else:
+                _begin_without_waiting(driver)
+            try:
+                yield connection
+            except BaseException:
+                self._reset_writer(connection, driver)
+                raise
+            _control(driver, "COMMIT")
         finally:
             self._sqlite_write_turn.release()
         if self._checkpointer is not None:
@@ -136,9 +140,24 @@ class Database:
                 else:
                     connection.rollback()
 
+    def _reset_writer(self, connection: Connection, driver: sqlite3.Connection) -> None:
+        """After a failed write: roll back, and start the next one on a fresh connection if this
+        one may be unusable."""
+        try:
+            if driver.in_transaction:
+                _control(driver, "ROLLBACK")
+            connection.rollback()  # SQLAlchemy's own view of the connection, too
+        except Exception:  # the write's own error is the one to report; this connection is done
+            self._sqlite_writer = None
+            connection.invalidate()
+
     def dispose(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        with self._sqlite_write_turn:
+            if self._sqlite_writer is not None:
+                self._sqlite_writer.close()
+                self._sqlite_writer = None
         self.engine.dispose()
 
 
