@@ -62,6 +62,7 @@ class Database:
         # ...and, holding the turn, all write on one connection: no pool checkout per
         # transaction, and one page cache that stays current because its own commits changed it.
         self._sqlite_writer: Connection | None = None
+        self._sqlite_writer_waits = True
         self._checkpointer: WalCheckpointer | None = None
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -106,9 +107,15 @@ class Database:
             connection = self._sqlite_writer
             if connection is None or connection.closed or connection.invalidated:
                 connection = self._sqlite_writer = self.engine.connect()
+                self._sqlite_writer_waits = True  # the engine's busy timeout
             # Transaction control goes straight to the driver: through SQLAlchemy's statement
             # machinery each of these cost more than the commit itself.
             driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+            if wait != self._sqlite_writer_waits:
+                # Whether BEGIN waits for another process's lock is the busy timeout; it is
+                # changed only when the kind of caller changes, not for every write.
+                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS if wait else 0}")
+                self._sqlite_writer_waits = wait
             if wait:
                 _control(driver, "BEGIN IMMEDIATE")
             else:
@@ -174,16 +181,14 @@ def _control(driver: sqlite3.Connection, statement: str) -> None:
 
 
 def _begin_without_waiting(driver: sqlite3.Connection) -> None:
-    """``BEGIN IMMEDIATE`` with the busy handler off, so that another process's lock fails at once."""
-    driver.execute("PRAGMA busy_timeout=0")
+    """``BEGIN IMMEDIATE`` on a connection whose busy timeout is 0: another process's lock fails
+    at once, as WriteBusy."""
     try:
         driver.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as error:
         if "locked" in str(error).lower() or "busy" in str(error).lower():
             raise WriteBusy() from None
         raise
-    finally:
-        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def _sqlite_engine(url: str, *, checkpoint_thread: bool) -> Engine:
