@@ -3,11 +3,18 @@
 The ledger and usage ingestion talk to the driver directly (the schema and migrations stay in
 SQLAlchemy), because SQLAlchemy's per-statement overhead was most of a batch's cost. Statements
 are written with ``?`` placeholders and rewritten to ``%s`` for psycopg. Bulk writes use
-``executemany`` on SQLite (a C loop). On PostgreSQL :meth:`Driver.insert` sends one multi-row
-statement per chunk, and the ledger's ``insert_many``/``update_many`` send one statement per
-table whose text never changes: every column travels as one array and ``unnest`` turns the
-arrays back into rows, so psycopg converts the text once and the server prepares it once,
-however many rows a batch has (a multi-row VALUES list is a new statement for every row count).
+``executemany`` over one prepared statement on SQLite (a C loop), already its fastest way.
+
+On PostgreSQL a multi-row ``VALUES`` list is a new statement for every row count, and psycopg
+scans long statement texts for placeholders without caching them, which cost more than the
+server's work. So every bulk write sends a statement whose text never changes:
+
+- the ledger's ``insert_many``/``update_many``: every column travels as one typed array and
+  ``unnest`` turns the arrays back into rows (a few columns of numbers and short text);
+- usage rows, thousands per batch with JSON columns, where psycopg quoting each array element in
+  Python was itself the cost: ``copy_rows`` goes through ``COPY`` (psycopg formats rows in C),
+  and ``insert_rows``, which needs ``ON CONFLICT`` or ``RETURNING``, sends one JSON document that
+  the server unpacks into the table's own row type with ``json_populate_recordset``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from contextlib import contextmanager, nullcontext
 from functools import cache
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import Connection
 
-# 2000 rows x 18 columns stays under psycopg's limit of 65535 parameters per statement.
-POSTGRES_ROWS_PER_STATEMENT: Final = 2000
+# A statement's parameters on SQLite stay below its default limit of 32,766 variables.
+SQLITE_VARIABLES_MAX: Final = 32_000
 
 
 class Driver:
@@ -66,23 +74,6 @@ class Driver:
         finally:
             cursor.close()
 
-    def insert(self, head: str, width: int, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-        """``{head} VALUES (...), ... {tail}`` for every row; ``tail`` may be an ON CONFLICT clause."""
-        if not rows:
-            return
-        marks = "(" + ",".join(["?"] * width) + ")"
-        cursor = self.raw.cursor()
-        try:
-            if not self.postgres:
-                cursor.executemany(f"{head} VALUES {marks} {tail}", rows)
-                return
-            for start in range(0, len(rows), POSTGRES_ROWS_PER_STATEMENT):
-                chunk = rows[start:start + POSTGRES_ROWS_PER_STATEMENT]
-                cursor.execute(self.sql(f"{head} VALUES " + ",".join([marks] * len(chunk)) + f" {tail}"),
-                               [value for row in chunk for value in row])
-        finally:
-            cursor.close()
-
     @contextmanager
     def pipeline(self) -> Iterator[None]:
         """On PostgreSQL, send the statements inside without waiting for each one's answer (one
@@ -91,10 +82,11 @@ class Driver:
             yield
 
     def insert_many(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not self.postgres:
-            self.insert(f"INSERT INTO {table} ({columns})", len(columns.split(",")), rows)
-            return
+        """Insert ``rows`` (tuples in the order of ``columns``, a comma-separated list)."""
         if not rows:
+            return
+        if not self.postgres:
+            self.raw.executemany(_sqlite_insert(table, columns, ""), rows)
             return
         arrays = ", ".join(f"%s::{kind}[]" for kind in _postgres_types(table, columns))
         cursor = self.raw.cursor()
@@ -127,6 +119,63 @@ class Driver:
                 [list(column) for column in zip(*rows, strict=True)])
         finally:
             cursor.close()
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` (tuples in ``columns`` order) that can conflict with nothing."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if not self.postgres:
+            self.raw.executemany(_sqlite_insert(table, names, ""), rows)
+            return
+        cursor = self.raw.cursor()
+        try:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                    tail: str = "") -> list[Any]:
+        """Insert ``rows`` (tuples in ``columns`` order); ``tail`` may hold ON CONFLICT and
+        RETURNING clauses. Answer the returned rows, if any."""
+        if not rows:
+            return []
+        names = ", ".join(columns)
+        cursor = self.raw.cursor()
+        try:
+            if self.postgres:
+                document = orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows])
+                cursor.execute(_postgres_insert(table, names, tail), (document.decode(),))
+                return list(cursor.fetchall()) if cursor.description is not None else []
+            if "RETURNING" not in tail:
+                cursor.executemany(_sqlite_insert(table, names, tail), rows)
+                return []
+            # executemany cannot return rows, so RETURNING goes through multi-row statements.
+            returned: list[Any] = []
+            marks = "(" + ",".join(["?"] * len(columns)) + ")"
+            per_statement = SQLITE_VARIABLES_MAX // len(columns)
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start:start + per_statement]
+                cursor.execute(f"INSERT INTO {table} ({names}) VALUES " + ",".join([marks] * len(chunk))
+                               + f" {tail}", [value for row in chunk for value in row])
+                returned.extend(cursor.fetchall())
+            return returned
+        finally:
+            cursor.close()
+
+
+@cache
+def _sqlite_insert(table: str, names: str, tail: str) -> str:
+    marks = ",".join(["?"] * len(names.split(",")))
+    return f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}"
+
+
+@cache
+def _postgres_insert(table: str, names: str, tail: str) -> str:
+    return (f"INSERT INTO {table} ({names}) SELECT {names} "
+            f"FROM json_populate_recordset(NULL::{table}, %s::json) {tail}")
 
 
 @cache

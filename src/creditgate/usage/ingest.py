@@ -37,9 +37,9 @@ from creditgate.ledger.credits import format_amount
 from creditgate.ledger.group_commit import apply_batch
 from creditgate.ledger.operations import Debit
 from creditgate.storage.database import Database
+from creditgate.storage.driver import Driver
 from creditgate.storage.schema import orgs, projects
 from creditgate.storage.tables_api import api_keys
-from creditgate.usage._sql import Sql
 from creditgate.usage.events import Rejected, UsageEvent, parse_event
 from creditgate.usage.records import UsageRow, insert_usage
 
@@ -207,7 +207,7 @@ def _commit(database: Database, priced: list[_Priced], now_us: int,
 
 def _write(connection: Connection, priced: list[_Priced], now_us: int,
            outcome: dict[int, dict[str, Any]], *, lock: bool) -> None:
-    driver = Sql(connection)
+    driver = Driver(connection)
     claimed = _claim(driver, priced, now_us)
     fresh = []
     for item in priced:
@@ -235,7 +235,7 @@ def _write(connection: Connection, priced: list[_Priced], now_us: int,
                                "status": "accepted", "credits": text}
 
 
-def _claim(driver: Sql, priced: list[_Priced], now_us: int) -> set[tuple[str, str]]:
+def _claim(driver: Driver, priced: list[_Priced], now_us: int) -> set[tuple[str, str]]:
     """Insert each event's (source, id); answer the pairs this transaction inserted."""
     # Key order, so that two batches claiming overlapping pairs never wait on each other in
     # opposite orders.
@@ -301,7 +301,7 @@ def prune_dedup(database: Database, now_us: int) -> int:
     """Forget claims older than the retention; answer how many (at most DEDUP_PRUNE_ROWS_MAX)."""
     cutoff = now_us - DEDUP_RETENTION_S * 1_000_000
     with database.write() as connection:
-        driver = Sql(connection)
+        driver = Driver(connection)
         rows = driver.all("SELECT source, event_id FROM usage_event_keys WHERE received_at_us < ? "
                           f"LIMIT {DEDUP_PRUNE_ROWS_MAX}", [cutoff])
         driver.many("DELETE FROM usage_event_keys WHERE source = ? AND event_id = ?",

@@ -23,7 +23,7 @@ from creditgate.clock import iso, to_us
 from creditgate.errors import InvalidInput
 from creditgate.ledger.credits import format_amount
 from creditgate.storage.database import Database
-from creditgate.usage._sql import Sql
+from creditgate.storage.driver import Driver
 from creditgate.usage.records import CREDITS_METER, EVENTS_METER, HOUR_US, NO_VALUE
 
 DAY_US: Final = 24 * HOUR_US
@@ -104,7 +104,7 @@ def _add(sums: dict[tuple[int, tuple[str, ...]], Totals], key: tuple[int, tuple[
 
 def _from_rollups(connection: Connection, query: UsageQuery, dimensions: tuple[str, ...],
                   start_us: int, end_us: int, sums: dict[tuple[int, tuple[str, ...]], Totals]) -> None:
-    driver = Sql(connection)
+    driver = Driver(connection)
     dimension = dimensions[0] if dimensions else ("project" if query.project_id else "total")
     step = HOUR_US if query.bucket == "hour" else DAY_US
     params: list[Any] = [query.org_id, dimension, start_us, end_us]
@@ -127,7 +127,7 @@ def _from_rollups(connection: Connection, query: UsageQuery, dimensions: tuple[s
         _untagged(driver, query, start_us, end_us, step, sums)
 
 
-def _untagged(driver: Sql, query: UsageQuery, start_us: int, end_us: int, step: int,
+def _untagged(driver: Driver, query: UsageQuery, start_us: int, end_us: int, step: int,
               sums: dict[tuple[int, tuple[str, ...]], Totals]) -> None:
     """Records without the tag: the total minus the tagged sums, grouped under no value."""
     totals: dict[int, Totals] = {}
@@ -164,7 +164,7 @@ def _group_sql(step: int, columns: str) -> str:
 
 def _from_records(connection: Connection, query: UsageQuery, dimensions: tuple[str, ...],
                   start_us: int, end_us: int, sums: dict[tuple[int, tuple[str, ...]], Totals]) -> None:
-    driver = Sql(connection)
+    driver = Driver(connection)
     params: list[Any] = [query.org_id, start_us, end_us]
     project_filter = ""
     if query.project_id is not None:

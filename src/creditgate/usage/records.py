@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection
 
 from creditgate.storage.database import Database
-from creditgate.usage._sql import Sql
+from creditgate.storage.driver import Driver
 
 HOUR_US: Final = 3_600_000_000
 CREDITS_METER: Final = "$credits"
@@ -64,7 +64,7 @@ def insert_usage(connection: Connection, rows: Sequence[UsageRow]) -> None:
     """Store ``rows`` and their rollups inside the caller's write transaction."""
     if not rows:
         return
-    sql = Sql(connection)
+    sql = Driver(connection)
     sql.copy_rows("usage_records", _RECORD_COLUMNS, [
         (row.org_id, row.project_id, row.key_id, row.model, _json(row.meters), _json(row.tags),
          row.credits, row.at_us, row.latency_ms, row.source, row.event_id) for row in rows])
