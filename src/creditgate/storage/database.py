@@ -104,22 +104,8 @@ class Database:
             # What SQLite itself raises when its busy timeout runs out; callers retry on it.
             raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
         try:
-            connection = self._sqlite_writer
-            if connection is None or connection.closed or connection.invalidated:
-                connection = self._sqlite_writer = self.engine.connect()
-                self._sqlite_writer_waits = True  # the engine's busy timeout
-            # Transaction control goes straight to the driver: through SQLAlchemy's statement
-            # machinery each of these cost more than the commit itself.
-            driver = cast(sqlite3.Connection, connection.connection.driver_connection)
-            if wait != self._sqlite_writer_waits:
-                # Whether BEGIN waits for another process's lock is the busy timeout; it is
-                # changed only when the kind of caller changes, not for every write.
-                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS if wait else 0}")
-                self._sqlite_writer_waits = wait
-            if wait:
-                _control(driver, "BEGIN IMMEDIATE")
-            else:
-                _begin_without_waiting(driver)
+            connection, driver = self._writer(wait)
+            _begin(driver, wait)
             try:
                 yield connection
             except BaseException:
@@ -147,6 +133,21 @@ class Database:
                 else:
                     connection.rollback()
 
+    def _writer(self, wait: bool) -> tuple[Connection, sqlite3.Connection]:
+        """The connection this process's SQLite writes share (the caller holds the write turn),
+        with the busy timeout that ``wait`` asks for. Transaction control goes straight to the
+        driver: through SQLAlchemy's statement machinery it cost more than the commit itself."""
+        connection = self._sqlite_writer
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._sqlite_writer = self.engine.connect()
+            self._sqlite_writer_waits = True  # the engine's busy timeout
+        driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+        if wait != self._sqlite_writer_waits:
+            # Set only when the kind of caller changes, not for every write.
+            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS if wait else 0}")
+            self._sqlite_writer_waits = wait
+        return connection, driver
+
     def _reset_writer(self, connection: Connection, driver: sqlite3.Connection) -> None:
         """After a failed write: roll back, and start the next one on a fresh connection if this
         one may be unusable."""
@@ -154,7 +155,7 @@ class Database:
             if driver.in_transaction:
                 _control(driver, "ROLLBACK")
             connection.rollback()  # SQLAlchemy's own view of the connection, too
-        except Exception:  # the write's own error is the one to report; this connection is done
+        except Exception:  # noqa: BLE001 - the write's own error is the one to report; this connection is done
             self._sqlite_writer = None
             connection.invalidate()
 
@@ -180,15 +181,15 @@ def _control(driver: sqlite3.Connection, statement: str) -> None:
         raise OperationalError(statement, None, error) from error
 
 
-def _begin_without_waiting(driver: sqlite3.Connection) -> None:
-    """``BEGIN IMMEDIATE`` on a connection whose busy timeout is 0: another process's lock fails
-    at once, as WriteBusy."""
+def _begin(driver: sqlite3.Connection, wait: bool) -> None:
+    """``BEGIN IMMEDIATE``. Without ``wait`` the busy timeout is 0, so another process's lock
+    fails at once, as WriteBusy."""
     try:
         driver.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        if "locked" in str(error).lower() or "busy" in str(error).lower():
+    except sqlite3.Error as error:
+        if not wait and ("locked" in str(error).lower() or "busy" in str(error).lower()):
             raise WriteBusy() from None
-        raise
+        raise OperationalError("BEGIN IMMEDIATE", None, error) from error
 
 
 def _sqlite_engine(url: str, *, checkpoint_thread: bool) -> Engine:
