@@ -213,28 +213,26 @@ class GroupCommitWriter:
                 for side, _ in riders:
                     side.committed()
                 return outcomes
-            except WriteBusy:
-                for side, items in riders:
-                    side.restore(items)
-                raise
-            except _DATABASE_ERRORS as error:
-                self._books.clear()  # the batch's changes to cached books were rolled back
-                for side, items in riders:
-                    side.restore(items)
-                if inline and _retryable(error):
-                    raise WriteBusy() from error
-                if _retryable(error) and attempt + 1 < BATCH_RETRIES_MAX:
-                    time.sleep(RETRY_BACKOFF_S * (attempt + 1))
-                    continue
-                if len(operations) > 1:
-                    log.warning("ledger batch failed (%s); applying its operations one by one", error)
-                    return [self._alone(operation) for operation in operations]
-                return [error] * len(operations)
-            except BaseException as error:  # a bug: fail loudly to every caller
+            except BaseException as error:
+                # Nothing of the batch stands: its changes to cached books and its riders' rows
+                # went with the rolled-back transaction.
                 self._books.clear()
                 for side, items in riders:
                     side.restore(items)
-                log.exception("ledger batch failed")
+                if isinstance(error, WriteBusy):
+                    raise
+                if not isinstance(error, _DATABASE_ERRORS):  # a bug: fail loudly to every caller
+                    log.exception("ledger batch failed")
+                    return [error] * len(operations)
+                if _retryable(error):
+                    if inline:
+                        raise WriteBusy() from error
+                    if attempt + 1 < BATCH_RETRIES_MAX:
+                        time.sleep(RETRY_BACKOFF_S * (attempt + 1))
+                        continue
+                if len(operations) > 1:
+                    log.warning("ledger batch failed (%s); applying its operations one by one", error)
+                    return [self._alone(operation) for operation in operations]
                 return [error] * len(operations)
         raise AssertionError("unreachable")
 
