@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from functools import lru_cache
 from typing import Final
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -21,8 +22,11 @@ SECRET_KEY_ENV: Final = "CREDITGATE_SECRET_KEY"
 
 def _fernet() -> Fernet | None:
     secret = os.environ.get(SECRET_KEY_ENV, "")
-    if not secret:
-        return None
+    return _fernet_for(secret) if secret else None
+
+
+@lru_cache(maxsize=8)
+def _fernet_for(secret: str) -> Fernet:
     try:
         return Fernet(secret.encode())
     except ValueError:
@@ -39,11 +43,18 @@ def encrypt(plain: str) -> str:
 
 
 def decrypt(token: str) -> str:
-    fernet = _fernet()
-    if fernet is None:
+    secret = os.environ.get(SECRET_KEY_ENV, "")
+    if not secret:
         raise UpstreamError(f"the deployment's stored credential needs {SECRET_KEY_ENV}")
+    return _decrypt(token, secret)
+
+
+@lru_cache(maxsize=1024)
+def _decrypt(token: str, secret: str) -> str:
+    """Every forwarded request needs its deployment's credential: decrypt each one once per key
+    (keyed by the key too, so a changed CREDITGATE_SECRET_KEY is honoured)."""
     try:
-        return fernet.decrypt(token.encode()).decode()
+        return _fernet_for(secret).decrypt(token.encode()).decode()
     except InvalidToken:
         raise UpstreamError(f"the deployment's stored credential does not match {SECRET_KEY_ENV}") from None
 
