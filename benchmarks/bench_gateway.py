@@ -14,8 +14,15 @@ Two measurements, each for all three targets in one run:
    the upstream at the same rate. A target whose maximum is below a rate is reported as saturated.
 
 Each server is its own process: the fast test upstream (uvicorn + uvloop + httptools), creditgate
-(``python -m creditgate.gateway`` on SQLite, credits reserved and settled on every request), and
-LiteLLM (``LITELLM_LOCAL_MODEL_COST_MAP=True``). Results print as a Markdown table.
+(``python -m creditgate.gateway`` on SQLite, credits reserved and settled on every request),
+LiteLLM (``LITELLM_LOCAL_MODEL_COST_MAP=True``), and ``bare_proxy.py``: the same server and HTTP
+client stack as creditgate's gateway with nothing else in between, the floor that any gateway
+written on it adds. Results print as Markdown tables.
+
+With ``--pin`` (the default on a machine with two or more CPUs) the proxies (creditgate, LiteLLM,
+the bare proxy) run on CPU 0 and the upstream and ``wrk`` on CPU 1, as if the upstream were its
+own machine: otherwise the scheduler often runs the upstream on the proxy's CPU, one waiting
+for the other.
 """
 
 from __future__ import annotations
@@ -59,19 +66,23 @@ def wait_ready(url: str, headers: dict[str, str], timeout_s: float = 120) -> Non
     raise RuntimeError(f"{url} did not become ready")
 
 
+PROXY_CPUS: list[str] = []  # taskset prefixes, set by main() from --pin
+CLIENT_CPUS: list[str] = []
+
+
 def wrk(url: str, key: str, connections: int, duration_s: int, rate: int = 0) -> dict[str, float]:
     """``rate`` > 0 paces the connections to about ``rate`` requests/s in all."""
-    script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
-    script.write(f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\n'
-                 f'wrk.headers["Content-Type"] = "application/json"\n'
-                 f'wrk.headers["Authorization"] = "Bearer {key}"\n')
+    lua = (f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\n'
+           f'wrk.headers["Content-Type"] = "application/json"\n'
+           f'wrk.headers["Authorization"] = "Bearer {key}"\n')
     if rate:
         mean_delay_ms = connections * 1000 // rate
-        script.write(f"function delay() return math.random(0, {2 * mean_delay_ms}) end\n")
-    script.close()
-    output = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", script.name,
-                             url], capture_output=True, text=True, check=True).stdout
-    os.unlink(script.name)
+        lua += f"function delay() return math.random(0, {2 * mean_delay_ms}) end\n"
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "request.lua"
+        script.write_text(lua)
+        output = subprocess.run([*CLIENT_CPUS, "wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency",
+                                 "-s", str(script), url], capture_output=True, text=True, check=True).stdout
 
     def millis(label: str) -> float:
         match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
@@ -108,31 +119,38 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
     parser.add_argument("--connections", default="1,32")
-    parser.add_argument("--rates", default="25,250,500", help="offered req/s for the added-latency runs")
+    parser.add_argument("--rates", default="25,250,500,1000", help="offered req/s for the added-latency runs")
     parser.add_argument("--paced-connections", type=int, default=32)
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
     arguments = parser.parse_args()
+    if arguments.pin:
+        PROXY_CPUS[:] = ["taskset", "-c", "0"]
+        CLIENT_CPUS[:] = ["taskset", "-c", "1"]
     folder = Path(tempfile.mkdtemp(prefix="creditgate-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
     try:
-        upstream_port, gateway_port, litellm_port = free_port(), free_port(), free_port()
+        upstream_port, gateway_port, litellm_port, bare_port = free_port(), free_port(), free_port(), free_port()
         upstream = f"http://127.0.0.1:{upstream_port}"
         processes.append(subprocess.Popen(
-            [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
+            [*CLIENT_CPUS, PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
              "--port", str(upstream_port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
              "--http", "httptools"], env=env))
         database_url = f"sqlite:///{folder}/bench.db"
         secret = setup_creditgate(database_url, upstream)
-        processes.append(subprocess.Popen([PYTHON, "-m", "creditgate.gateway", "--port", str(gateway_port),
-                                           "--database-url", database_url], env=env))
+        processes.append(subprocess.Popen([*PROXY_CPUS, PYTHON, "-m", "creditgate.gateway", "--port",
+                                           str(gateway_port), "--database-url", database_url], env=env))
+        processes.append(subprocess.Popen([*PROXY_CPUS, PYTHON, str(ROOT / "benchmarks" / "bare_proxy.py"),
+                                           str(bare_port), f"{upstream}/v1/chat/completions"], env=env))
         targets = {"upstream direct": (f"{upstream}/v1/chat/completions", "none"),
+                   "bare proxy (floor)": (f"http://127.0.0.1:{bare_port}/v1/chat/completions", "none"),
                    "creditgate": (f"http://127.0.0.1:{gateway_port}/v1/chat/completions", secret)}
         if Path(arguments.litellm).exists():
             config = folder / "litellm.yaml"
             config.write_text(f"model_list:\n  - model_name: mock-gpt\n    litellm_params:\n"
                               f"      model: openai/mock-gpt\n      api_base: {upstream}/v1\n      api_key: none\n")
             processes.append(subprocess.Popen(
-                [arguments.litellm, "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"],
+                [*PROXY_CPUS, arguments.litellm, "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"],
                 # A master key is required to start; no database is configured, so none is used.
                 env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

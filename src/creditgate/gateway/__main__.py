@@ -11,12 +11,7 @@ import argparse
 
 
 def main() -> None:
-    import os
-    import sys
-
     import uvicorn
-
-    sys.setswitchinterval(float(os.environ.get("CG_SWITCH", "0.005")))
 
     from creditgate.bootstrap import bootstrap
     from creditgate.gateway.routes import create_gateway_app

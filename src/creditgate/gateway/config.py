@@ -17,10 +17,12 @@ class GatewayConfig:
     deployment_cache_ttl_s: float = 2.0
     limits_cache_ttl_s: float = 2.0
     onnx_threads: int = 2
-    # Ledger operations of a request are committed on the event loop itself (no hand-off to the
-    # writer thread) while at most this many requests are in flight; above it they are queued
-    # for group commit. 0 always queues. See Ledger.execute_async.
-    inline_ledger_in_flight_max: int = 1
+    # On SQLite, commit each loop turn's ledger operations on the event loop itself (see
+    # creditgate.ledger.loop_commit) rather than handing them to the writer thread.
+    ledger_commits_on_loop: bool = True
+    # Commit a request's hold while its upstream works, instead of before sending it (see
+    # Pipeline.reserve_while_forwarding).
+    reserve_while_forwarding: bool = True
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -29,7 +31,8 @@ class GatewayConfig:
             deployment_cache_ttl_s=float(os.environ.get("CREDITGATE_DEPLOYMENT_CACHE_TTL_S", "2")),
             limits_cache_ttl_s=float(os.environ.get("CREDITGATE_LIMITS_CACHE_TTL_S", "2")),
             onnx_threads=int(os.environ.get("CREDITGATE_ONNX_THREADS", "2")),
-            inline_ledger_in_flight_max=int(os.environ.get("CREDITGATE_INLINE_LEDGER_IN_FLIGHT_MAX", "1")),
+            ledger_commits_on_loop=os.environ.get("CREDITGATE_LEDGER_COMMITS", "loop") != "thread",
+            reserve_while_forwarding=os.environ.get("CREDITGATE_RESERVE_WHILE_FORWARDING", "1") != "0",
         )
 
 

@@ -60,7 +60,7 @@ class LocalModels:
             except TimeoutError:
                 raise UpstreamError(f"the local model {deployment.name} took longer than "
                                     f"{deployment.timeout_ms / 1000:g} s") from None
-            except Exception as error:  # ONNX Runtime raises its own types for bad shapes
+            except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types for bad shapes
                 raise InvalidInput(f"the model refused the inputs: {error}", param="inputs") from None
         names = [output.name for output in session.get_outputs()]
         outputs = {name: value.tolist() if hasattr(value, "tolist") else value
@@ -89,7 +89,7 @@ class LocalModels:
             try:
                 session = onnxruntime.InferenceSession(self._load_bytes(deployment.id), options,
                                                        providers=["CPUExecutionProvider"])
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - ONNX Runtime's own types for a bad file
                 raise UpstreamError(f"the model of {deployment.name} could not be loaded: {error}") from None
             if len(self._sessions) >= SESSIONS_MAX:
                 self._sessions.clear()

@@ -10,6 +10,8 @@ no failure leaves a hold or a slot behind (a crashed process's holds expire by t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 UPSTREAM_PATHS: Final = {"chat": "/chat/completions", "completions": "/completions",
                          "embeddings": "/embeddings"}
 TOKENS_PER_BYTE_GUESS: Final = 4  # only for input when a stream ends without usage
+LAST_AVAILABLE_ORGS_MAX: Final = 100_000
 
 
 class ModelNotFound(NotFound):
@@ -93,6 +96,9 @@ class Pipeline:
     config: Any
 
     in_flight: int = 0  # requests being served by this process (streams until they end)
+    reserved_while_forwarding: int = 0  # requests whose hold was committed during their forward
+    # Each organization's available credits after this process's last write for it.
+    _last_available: dict[str, int]
 
     async def limiter(self) -> Any: ...
     async def upstreams(self) -> Any: ...
@@ -106,12 +112,16 @@ class Pipeline:
             principal = self.authenticate(request.headers.get("authorization"))
             call = await self.estimate(principal, request, endpoint)
             await self.limit(call)
-            await self.reserve(call)
             if call.stream:
+                await self.reserve(call)
                 response = await self.forward_stream(call)
                 streaming = True  # in flight until the stream ends (see forward_stream)
                 return response
-            answer = await self.forward(call)
+            if self._may_overlap(call):
+                answer = await self.reserve_while_forwarding(call)
+            else:
+                await self.reserve(call)
+                answer = await self.forward(call)
             charge = await self.settle(call, usage_meters(answer, call))
             return json_answer(answer, charge)
         finally:
@@ -199,21 +209,59 @@ class Pipeline:
         try:
             result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
         except BaseException:
+            # Whatever this process knew of the organization's credits is wrong or unknown now:
+            # its next request reserves before it forwards.
+            self._last_available.pop(call.principal.org_id, None)
             await self._release_slot(call, 0)
             raise
         call.hold_id = result["hold_id"]
         call.available = result["available"]
+        self._remember_available(call.principal.org_id, result["available"])
 
     async def forward(self, call: Call) -> dict[str, Any]:
-        upstreams = await self.upstreams()
-        body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
         try:
-            async with upstreams.slot(call.deployment):
-                with upstream_timer(call.deployment.name):
-                    return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint], body)  # type: ignore[no-any-return]
+            return await self._post(call)
         except BaseException as error:
             await self.abandon(call, error)
             raise
+
+    async def reserve_while_forwarding(self, call: Call) -> dict[str, Any]:
+        """Reserve and forward at once: the hold is committed while the upstream works.
+
+        The answer reaches the client only after the hold is committed, so this keeps every
+        guarantee of reserve-then-forward: if the hold is refused (the credits went elsewhere
+        meanwhile) the upstream request is cancelled and the client gets the 402; nothing was
+        delivered, so nothing is charged. Used only when this process last saw the organization
+        with enough credits for the request (see _may_overlap), so an organization that is out
+        of credits does not get its requests sent upstream at all.
+        """
+        self.reserved_while_forwarding += 1
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        upstream = asyncio.ensure_future(self._post(call, sent=sent))
+        upstream.add_done_callback(lambda _: _resolve(sent))
+        try:
+            await sent  # reserve once the request is on the wire, so that both run at once
+            if not upstream.done() or upstream.exception() is None:
+                await self.reserve(call)
+        except BaseException:
+            upstream.cancel()
+            with contextlib.suppress(BaseException):
+                await upstream
+            await self._release_slot(call, 0)  # (reserve gives it back itself when it fails)
+            raise
+        try:
+            return await upstream
+        except BaseException as error:
+            await self.abandon(call, error)
+            raise
+
+    async def _post(self, call: Call, *, sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
+        upstreams = await self.upstreams()
+        body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
+        async with upstreams.slot(call.deployment):
+            with upstream_timer(call.deployment.name):
+                return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint], body,  # type: ignore[no-any-return]
+                                                 sent=sent)
 
     async def forward_local(self, call: Call) -> Any:
         try:
@@ -294,6 +342,7 @@ class Pipeline:
                 self.usage.unexpect()
                 raise
             available = result.get("available", call.available)
+            self._remember_available(call.principal.org_id, result.get("available"))
             if call.usage_recorded:
                 self.usage.unexpect()
                 request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters,
@@ -319,8 +368,21 @@ class Pipeline:
 
     # ================================================================== helpers
     def _inline_ledger(self) -> bool:
-        """Commit on the loop itself while it is nearly idle; batch behind the writer otherwise."""
-        return self.in_flight <= self.config.inline_ledger_in_flight_max
+        return self.config.ledger_commits_on_loop  # type: ignore[no-any-return]
+
+    def _may_overlap(self, call: Call) -> bool:
+        """Reserve during the forward only for a priced request of an organization that this
+        process last saw able to pay it."""
+        if call.max_cost == 0 or not self.config.reserve_while_forwarding:
+            return False
+        return self._last_available.get(call.principal.org_id, 0) >= call.max_cost
+
+    def _remember_available(self, org_id: str, available: int | None) -> None:
+        if available is None:
+            return
+        if len(self._last_available) >= LAST_AVAILABLE_ORGS_MAX and org_id not in self._last_available:
+            self._last_available.clear()
+        self._last_available[org_id] = available
 
     async def _close_hold(self, call: Call, cost: int, *, usage: Any = None) -> dict[str, Any]:
         deployment = call.deployment
@@ -405,6 +467,11 @@ def stream_meters(meter: StreamMeter, call: Call) -> dict[str, int]:
 def _prompt_bytes(body: dict[str, Any]) -> int:
     prompt = body.get("messages") if "messages" in body else body.get("prompt")
     return len(orjson.dumps(prompt)) if prompt is not None else 0
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _int(value: Any) -> int:

@@ -30,6 +30,7 @@ class Gateway(Pipeline):
         self.local_models = LocalModels(self.deployments.model_bytes, threads=self.config.onnx_threads)
         self.usage = LedgerBatchedRecorder(services.ledger.writer, write_usage_rows)
         self._authenticate = _authenticator()
+        self._last_available = {}
         # Loop-bound clients are made on first use, inside the server's event loop.
         self._limiter: RateLimiter | None = None
         self._upstreams: Upstreams | None = None

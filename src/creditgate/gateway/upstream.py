@@ -79,11 +79,14 @@ class Upstreams:
         timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
         return f"{deployment.base_url}{path}", headers, timeout
 
-    async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any], *,
+                        sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
+        """The upstream's JSON answer. ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
+        data = orjson.dumps(body)
         try:
-            async with self.client.post(url, data=orjson.dumps(body), headers=headers,
-                                        timeout=timeout) as response:
+            async with self.client.post(url, data=data if sent is None else _SentPayload(data, sent),
+                                        headers=headers, timeout=timeout) as response:
                 content = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError) as error:
@@ -119,6 +122,19 @@ class Upstreams:
                 raise _transport_failure(deployment, error) from None
         finally:
             response.release()
+
+
+class _SentPayload(aiohttp.BytesPayload):
+    """A JSON body that says when it has been handed to the connection."""
+
+    def __init__(self, value: bytes, sent: asyncio.Future[None]) -> None:
+        super().__init__(value, content_type="application/json")
+        self._sent = sent
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        await super().write_with_length(writer, content_length)
+        if not self._sent.done():
+            self._sent.set_result(None)
 
 
 def _transport_failure(deployment: Deployment, error: BaseException) -> UpstreamFailure:

@@ -105,29 +105,36 @@ class GroupCommitWriter:
         return future
 
     def try_inline(self, operation: Operation) -> Any:
-        """Commit ``operation`` alone on the calling thread if nothing else is being written;
-        its outcome (a result or an exception), or ``NOT_INLINE`` to say "queue it instead".
+        """One operation's outcome from :meth:`try_inline_batch`, or ``NOT_INLINE``."""
+        outcomes = self.try_inline_batch([operation])
+        return outcomes if outcomes is NOT_INLINE else outcomes[0]
 
-        For an event loop that has little else to do: it skips two cross-thread wake-ups (to the
-        writer and back), which on a busy two-core machine cost more than the commit itself. Only
-        on SQLite, where a one-operation commit takes a fraction of a millisecond and never waits:
-        a lock held by another thread or process sends the operation to the queue instead. The
-        caller is answered after the commit, exactly as from the queue.
+    def try_inline_batch(self, operations: list[Operation]) -> Any:
+        """Commit ``operations`` in one transaction on the calling thread if nothing else is
+        being written; their outcomes (a result or an exception each), or ``NOT_INLINE`` to say
+        "queue them instead".
+
+        For an event loop (see :mod:`creditgate.ledger.loop_commit`): it skips two cross-thread
+        wake-ups (to the writer and back) and the writer thread's turns at the GIL, which on a
+        two-core machine cost more than the commit itself. Only on SQLite, where a commit takes a
+        fraction of a millisecond and never waits: a lock held by another thread or process sends
+        the operations to the queue instead. Callers are answered after the commit, exactly as
+        from the queue.
         """
         if not self.inline_enabled or not self._queue.empty():
             return NOT_INLINE
         if not self._batch_lock.acquire(blocking=False):
             return NOT_INLINE
         try:
-            outcomes = self._commit([operation], inline=True)
+            outcomes = self._commit(operations, inline=True)
         except WriteBusy:
             return NOT_INLINE
         finally:
             self._batch_lock.release()
         assert outcomes is not None
         self.batches += 1
-        self.operations += 1
-        return outcomes[0]
+        self.operations += len(operations)
+        return outcomes
 
     def _ensure_started(self) -> None:
         if not self._started:

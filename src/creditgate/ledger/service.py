@@ -5,7 +5,9 @@ Writes go through the group-commit writer; reads see committed state directly.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,7 +20,8 @@ from creditgate.errors import Conflict, IdempotencyConflict, InvalidInput, NotFo
 from creditgate.ledger import journal
 from creditgate.ledger.book import GrantSpec, new_id
 from creditgate.ledger.credits import MICROS_MAX, check_micros
-from creditgate.ledger.group_commit import NOT_INLINE, GroupCommitWriter
+from creditgate.ledger.group_commit import GroupCommitWriter
+from creditgate.ledger.loop_commit import LoopCommitter
 from creditgate.ledger.operations import (
     CreateGrant,
     Debit,
@@ -78,6 +81,8 @@ class Ledger:
         self.database = database
         self.clock = clock or SystemClock()
         self.writer = GroupCommitWriter(database, self.clock)
+        self._loop_committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopCommitter] = (
+            weakref.WeakKeyDictionary())
 
     def close(self) -> None:
         self.writer.close()
@@ -87,16 +92,19 @@ class Ledger:
         return self.writer.submit(operation).result()
 
     async def execute_async(self, operation: Operation, *, inline: bool = False) -> dict[str, Any]:
-        """Run ``operation`` from an event loop. ``inline=True`` says the loop is nearly idle: then
-        the operation may be committed right here (see GroupCommitWriter.try_inline) rather than
-        queued for the writer thread, which is faster alone but forgoes group commit."""
-        if inline:
-            outcome = self.writer.try_inline(operation)
-            if outcome is not NOT_INLINE:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                return outcome  # type: ignore[no-any-return]
+        """Run ``operation`` from an event loop. With ``inline=True`` (on SQLite) the loop commits
+        the operations of its current turn itself (see :mod:`creditgate.ledger.loop_commit`);
+        otherwise the writer thread does."""
+        if inline and self.writer.inline_enabled:
+            return await self._loop_committer().submit(operation)
         return await self.writer.submit_async(operation)
+
+    def _loop_committer(self) -> LoopCommitter:
+        loop = asyncio.get_running_loop()
+        committer = self._loop_committers.get(loop)
+        if committer is None:
+            committer = self._loop_committers[loop] = LoopCommitter(self.writer, loop)
+        return committer
 
     # -------------------------------------------------------------- organizations
     def create_org(self, name: str, *, overdraft_limit: int = 0, timezone: str = "UTC",

@@ -1,4 +1,5 @@
-"""Operations committed inline on the caller's event loop (GroupCommitWriter.try_inline).
+"""Operations committed inline on the caller's event loop (GroupCommitWriter.try_inline_batch,
+and creditgate.ledger.loop_commit, which batches one turn of the loop).
 
 The inline path must give the same answers and the same durability as the writer thread, and
 must step aside (never wait) whenever someone else holds the write lock.
@@ -133,3 +134,48 @@ def test_inline_never_waits_for_another_process_lock_and_writes_nothing(sqlite_u
         assert rows.written == ["usage-row"]
     finally:
         other.close()
+
+
+def test_operations_of_one_loop_turn_commit_together_each_with_its_own_outcome(sqlite_ledger: Ledger) -> None:
+    ledger = sqlite_ledger
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("5"))
+
+    async def burst() -> list[Any]:
+        operations = [ledger.reserve_operation(org_id, c("1")) for _ in range(7)]
+        return await asyncio.gather(*(ledger.execute_async(op, inline=True) for op in operations),
+                                    return_exceptions=True)
+
+    batches_before = ledger.writer.batches
+    outcomes = asyncio.run(burst())
+    assert ledger.writer.batches == batches_before + 1  # one transaction for the whole turn
+    held = [o for o in outcomes if isinstance(o, dict)]
+    refused = [o for o in outcomes if isinstance(o, InsufficientCredits)]
+    assert (len(held), len(refused)) == (5, 2)
+    assert ledger.balance(org_id).pending == c("5")
+    assert verify(ledger.database).ok
+
+
+def test_loop_commit_hands_over_to_the_writer_when_another_process_writes(sqlite_url: str,
+                                                                          sqlite_ledger: Ledger) -> None:
+    ledger = sqlite_ledger
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("5"))
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+
+    async def while_locked() -> dict[str, Any]:
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
+        task = asyncio.ensure_future(ledger.execute_async(ledger.reserve_operation(org_id, c("2")),
+                                                          inline=True))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop's turn ends: its commit finds the lock taken
+        assert not task.done()  # queued for the writer thread, which waits for the lock
+        assert ledger.balance(org_id).pending == 0
+        other.execute("ROLLBACK")
+        return await task
+
+    try:
+        result = asyncio.run(while_locked())
+    finally:
+        other.close()
+    assert ledger.balance(org_id).pending == c("2") and result["hold_id"]

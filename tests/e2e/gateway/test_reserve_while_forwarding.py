@@ -1,0 +1,95 @@
+"""A request's hold committed while its upstream works (Pipeline.reserve_while_forwarding).
+
+The gateway forwards first and commits the hold meanwhile only for an organization it last saw
+able to pay; the answer still waits for the hold. These tests drive the real stack with the
+official SDK and check that the overlap keeps reserve -> forward -> settle's guarantees.
+"""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from tests.e2e.gateway.conftest import Stack
+
+from creditgate.ledger.credits import format_amount, parse_amount
+from creditgate.ledger.verify import verify
+
+
+def ask(client: openai.OpenAI, content: str = "hello") -> openai.types.chat.ChatCompletion:
+    return client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": content}],
+                                          max_tokens=50)
+
+
+def gateway(stack: Stack) -> object:
+    return stack.services.extras["gateway"]
+
+
+def test_known_payer_is_reserved_during_the_forward_and_charged_exactly(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    first = ask(client)  # first sight of the organization: reserve, then forward
+    assert gateway(stack).reserved_while_forwarding == 0  # type: ignore[attr-defined]
+    raw = client.chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "hello"}], max_tokens=50)
+    second = raw.parse()
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    spent = sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in (first.usage, second.usage))
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.available == parse_amount("10") - spent and balance.pending == 0
+    assert raw.headers["x-creditgate-balance"] == format_amount(balance.available)
+    assert [row["credits"] for row in stack.usage_rows()] == [
+        u.prompt_tokens * 150 + u.completion_tokens * 600 for u in (first.usage, second.usage)]
+    assert verify(stack.services.database).ok
+
+
+def test_credits_taken_elsewhere_meanwhile_answer_402_and_charge_nothing(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    ask(client)
+    # Another process spends almost everything; this gateway still remembers the old balance.
+    left = stack.services.ledger.balance(org_id).available
+    stack.services.ledger.debit(org_id, left - 100)
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(client)
+    assert caught.value.status_code == 402
+    assert caught.value.body["type"] == "insufficient_credits"
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (100, 0)  # nothing charged, no hold left
+    # The refusal taught the gateway: the next request reserves first and never goes upstream.
+    upstream_calls = len(stack.upstream.state.reported)
+    with pytest.raises(openai.APIStatusError):
+        ask(client)
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    assert len(stack.upstream.state.reported) == upstream_calls
+    assert verify(stack.services.database).ok
+
+
+def test_upstream_failure_during_the_overlap_voids_the_hold(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    ask(client)
+    after_first = stack.services.ledger.balance(org_id).available
+    with pytest.raises(openai.InternalServerError):
+        ask(client, "#error500")
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (after_first, 0)
+    assert [row["credits"] for row in stack.usage_rows()] == [parse_amount("10") - after_first, 0]
+    assert verify(stack.services.database).ok
+
+
+def test_turned_off_it_always_reserves_first(stack: Stack) -> None:
+    from dataclasses import replace
+
+    stack.deploy(name="mock-gpt")
+    _, _, secret = stack.org_with_key("acme", "10")
+    gw = gateway(stack)
+    gw.config = replace(gw.config, reserve_while_forwarding=False)  # type: ignore[attr-defined]
+    client = stack.openai(secret)
+    ask(client)
+    ask(client)
+    assert gw.reserved_while_forwarding == 0  # type: ignore[attr-defined]
