@@ -19,10 +19,10 @@ LiteLLM (``LITELLM_LOCAL_MODEL_COST_MAP=True``), and ``bare_proxy.py``: the same
 client stack as creditgate's gateway with nothing else in between, the floor that any gateway
 written on it adds. Results print as Markdown tables.
 
-With ``--pin`` (the default on a machine with two or more CPUs) the proxies (creditgate, LiteLLM,
-the bare proxy) run on CPU 0 and the upstream and ``wrk`` on CPU 1, as if the upstream were its
-own machine: otherwise the scheduler often runs the upstream on the proxy's CPU, one waiting
-for the other.
+The paced runs go ``--rounds`` times (default 3), the targets taking turns within each round, and
+print each cell's median: on a shared VM one run of a cell can be 30% off the next. With ``--pin``
+the proxies (creditgate, LiteLLM, the bare proxy) run on CPU 0 and the upstream and ``wrk`` on
+CPU 1, as if the upstream were its own machine (off by default: measured here it did not help).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import httpx
 
@@ -121,7 +122,8 @@ def main() -> None:
     parser.add_argument("--connections", default="1,32")
     parser.add_argument("--rates", default="25,250,500,1000", help="offered req/s for the added-latency runs")
     parser.add_argument("--paced-connections", type=int, default=32)
-    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
+    parser.add_argument("--rounds", type=int, default=3, help="paced runs per cell; the median is printed")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=False)
     arguments = parser.parse_args()
     if arguments.pin:
         PROXY_CPUS[:] = ["taskset", "-c", "0"]
@@ -171,25 +173,32 @@ def main() -> None:
             print(f"| {name} | {connections} | {result['p50']:.2f} | {result['p99']:.2f} | "
                   f"{result['rps']:.0f} | {ratio} | {result['errors']:.0f} |")
         connections = arguments.paced_connections
-        paced: dict[tuple[str, int], dict[str, float]] = {}
-        for rate in [int(r) for r in arguments.rates.split(",")]:
-            for name, (url, key) in targets.items():
-                best = max(r["rps"] for (n, _), r in results.items() if n == name)
-                if best < rate * 1.1:
-                    continue  # saturated: latency there is queueing, not added latency
-                paced[(name, rate)] = wrk(url, key, connections, arguments.duration, rate=rate)
-        print(f"\n**Added latency at {connections} connections**, paced to an offered rate\n")
+        rates = [int(r) for r in arguments.rates.split(",")]
+        paced: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for _ in range(arguments.rounds):
+            for rate in rates:
+                for name, (url, key) in targets.items():
+                    best = max(r["rps"] for (n, _), r in results.items() if n == name)
+                    if best < rate * 1.1:
+                        continue  # saturated: latency there is queueing, not added latency
+                    paced.setdefault((name, rate), []).append(wrk(url, key, connections, arguments.duration,
+                                                                  rate=rate))
+        print(f"\n**Added latency at {connections} connections**, paced to an offered rate; medians of "
+              f"{arguments.rounds} rounds (range of added p50 in brackets)\n")
         print("| target | offered req/s | served req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |")
         print("|---|---|---|---|---|---|---|")
-        for rate in [int(r) for r in arguments.rates.split(",")]:
+        for rate in rates:
             base = paced.get(("upstream direct", rate))
             for name in targets:
-                result = paced.get((name, rate))
-                if result is None or base is None:
+                runs = paced.get((name, rate))
+                if runs is None or base is None:
                     print(f"| {name} | {rate} | saturated | | | | |")
                     continue
-                print(f"| {name} | {rate} | {result['rps']:.0f} | {result['p50']:.2f} | {result['p99']:.2f} | "
-                      f"{result['p50'] - base['p50']:.2f} | {result['p99'] - base['p99']:.2f} |")
+                p50, p99 = median(r["p50"] for r in runs), median(r["p99"] for r in runs)
+                base_p50, base_p99 = median(r["p50"] for r in base), median(r["p99"] for r in base)
+                added = sorted(r["p50"] - b["p50"] for r, b in zip(runs, base, strict=True))
+                print(f"| {name} | {rate} | {median(r['rps'] for r in runs):.0f} | {p50:.2f} | {p99:.2f} | "
+                      f"{p50 - base_p50:.2f} [{added[0]:.2f}–{added[-1]:.2f}] | {p99 - base_p99:.2f} |")
     finally:
         for process in processes:
             process.terminate()

@@ -113,8 +113,10 @@ class Pipeline:
             call = await self.estimate(principal, request, endpoint)
             await self.limit(call)
             if call.stream:
-                await self.reserve(call)
-                response = await self.forward_stream(call)
+                overlap = self._may_overlap(call)
+                if not overlap:
+                    await self.reserve(call)
+                response = await self.forward_stream(call, reserve_meanwhile=overlap)
                 streaming = True  # in flight until the stream ends (see forward_stream)
                 return response
             if self._may_overlap(call):
@@ -235,24 +237,29 @@ class Pipeline:
         with enough credits for the request (see _may_overlap), so an organization that is out
         of credits does not get its requests sent upstream at all.
         """
-        self.reserved_while_forwarding += 1
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         upstream = asyncio.ensure_future(self._post(call, sent=sent))
+        await self._reserve_during(call, upstream, sent)
+        try:
+            return await upstream
+        except BaseException as error:
+            await self.abandon(call, error)
+            raise
+
+    async def _reserve_during(self, call: Call, upstream: asyncio.Future[Any],
+                              sent: asyncio.Future[None]) -> None:
+        """Commit the hold while ``upstream`` (started) works; cancel it if the hold is refused."""
+        self.reserved_while_forwarding += 1
         upstream.add_done_callback(lambda _: _resolve(sent))
         try:
             await sent  # reserve once the request is on the wire, so that both run at once
-            if not upstream.done() or upstream.exception() is None:
+            if not upstream.done() or isinstance(upstream.exception(), (type(None), StopAsyncIteration)):
                 await self.reserve(call)
         except BaseException:
             upstream.cancel()
             with contextlib.suppress(BaseException):
                 await upstream
             await self._release_slot(call, 0)  # (reserve gives it back itself when it fails)
-            raise
-        try:
-            return await upstream
-        except BaseException as error:
-            await self.abandon(call, error)
             raise
 
     async def _post(self, call: Call, *, sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
@@ -270,14 +277,28 @@ class Pipeline:
             await self.abandon(call, error)
             raise
 
-    async def forward_stream(self, call: Call) -> Response:
-        """Open the upstream stream; an error before its first line is an ordinary error answer."""
+    async def forward_stream(self, call: Call, *, reserve_meanwhile: bool = False) -> Response:
+        """Open the upstream stream; an error before its first line is an ordinary error answer.
+
+        With ``reserve_meanwhile`` the hold is committed while the upstream prepares its first
+        line (see reserve_while_forwarding); nothing reaches the client before the hold stands.
+        """
         upstreams = await self.upstreams()
         body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
-        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], body)
+        sent: asyncio.Future[None] | None = (asyncio.get_running_loop().create_future()
+                                             if reserve_meanwhile else None)
+        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], body, sent=sent)
         meter = StreamMeter(call.client_wants_usage)
+        opening: Any = lines.__anext__()
+        if sent is not None:
+            opening = asyncio.ensure_future(opening)
+            try:
+                await self._reserve_during(call, opening, sent)
+            except BaseException:
+                await lines.aclose()
+                raise
         try:
-            first = await lines.__anext__()
+            first = await opening
         except StopAsyncIteration:
             first = DONE_LINE
         except BaseException as error:

@@ -101,12 +101,15 @@ class Upstreams:
             raise UpstreamFailure(502, "the upstream answered with something that is not a JSON object")
         return answer
 
-    async def stream_lines(self, deployment: Deployment, path: str,
-                           body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """The upstream's SSE lines. Errors before the first line raise UpstreamFailure."""
+    async def stream_lines(self, deployment: Deployment, path: str, body: dict[str, Any], *,
+                           sent: asyncio.Future[None] | None = None) -> AsyncIterator[bytes]:
+        """The upstream's SSE lines. Errors before the first line raise UpstreamFailure.
+        ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
+        data = orjson.dumps(body)
         try:
-            response = await self.client.post(url, data=orjson.dumps(body), headers=headers, timeout=timeout)
+            response = await self.client.post(url, data=data if sent is None else _SentPayload(data, sent),
+                                              headers=headers, timeout=timeout)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
         try:

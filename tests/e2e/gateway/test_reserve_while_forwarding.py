@@ -93,3 +93,46 @@ def test_turned_off_it_always_reserves_first(stack: Stack) -> None:
     ask(client)
     ask(client)
     assert gw.reserved_while_forwarding == 0  # type: ignore[attr-defined]
+
+
+def stream_text(client: openai.OpenAI) -> tuple[str, object]:
+    stream = client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "hello"}],
+                                            max_tokens=50, stream=True, stream_options={"include_usage": True})
+    text, usage = "", None
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return text, usage
+
+
+def test_a_stream_is_reserved_while_the_upstream_opens_it(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    first = ask(client)
+    text, usage = stream_text(client)
+    assert text == "tok0 tok1 tok2 tok3 tok4 "
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    spent = sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in (first.usage, usage))  # type: ignore[union-attr]
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.available == parse_amount("10") - spent and balance.pending == 0
+    assert verify(stack.services.database).ok
+
+
+def test_a_stream_refused_meanwhile_is_402_before_any_token(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    ask(client)
+    left = stack.services.ledger.balance(org_id).available
+    stack.services.ledger.debit(org_id, left - 100)
+    with pytest.raises(openai.APIStatusError) as caught:
+        stream_text(client)
+    assert caught.value.status_code == 402
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (100, 0)
+    assert gateway(stack).in_flight == 0  # type: ignore[attr-defined]
+    assert verify(stack.services.database).ok
