@@ -1,0 +1,107 @@
+"""Two or more gateway versions side by side, taking turns, with the same wrk load as bench_gateway.
+
+This machine's speed drifts from hour to hour, so a figure from yesterday's run says little about
+today's change. Each variant here is a git revision (checked out into a temporary worktree) or
+this working tree (``.``), optionally with environment settings; every round runs every variant
+at every load in turn, and the added p50 of each round is printed.
+
+Run:  .venv/bin/python benchmarks/ab_gateway.py before=3e392e4 after=. [--rounds 3] [--duration 4]
+      .venv/bin/python benchmarks/ab_gateway.py loop=. thread=.:CREDITGATE_LEDGER_COMMITS=thread
+
+Loads: ``0`` is one connection back to back, ``-1`` is 32 connections closed loop (max req/s),
+any other number is 32 connections paced to that many requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from statistics import median
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gateway import BODY, PYTHON, ROOT, free_port, setup_creditgate, wait_ready, wrk
+
+
+def source_of(revision: str, scratch: Path) -> Path:
+    if revision == ".":
+        return ROOT
+    folder = scratch / revision
+    if not folder.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), revision],
+                       check=True, capture_output=True)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variants", nargs="+", help="name=revision[:ENV=value[:ENV=value]]")
+    parser.add_argument("--loads", default="0,25,250,1000")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=4)
+    arguments = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="creditgate-ab-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    worktrees: list[Path] = []
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
+    try:
+        upstream_port = free_port()
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        processes.append(subprocess.Popen(
+            [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
+             "--port", str(upstream_port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
+             "--http", "httptools"], env=env))
+        targets = {"upstream direct": (f"{upstream}/v1/chat/completions", "none")}
+        for variant in arguments.variants:
+            name, _, spec = variant.partition("=")
+            revision, *settings = spec.split(":")
+            source = source_of(revision, scratch)
+            if source != ROOT:
+                worktrees.append(source)
+            database_url = f"sqlite:///{scratch}/{name}.db"
+            secret = setup_creditgate(database_url, upstream)
+            port = free_port()
+            extra = dict(setting.split("=", 1) for setting in settings)
+            processes.append(subprocess.Popen(
+                [PYTHON, "-m", "creditgate.gateway", "--port", str(port), "--database-url", database_url],
+                env={**env, "PYTHONPATH": f"{source / 'src'}:{ROOT}", **extra}))
+            targets[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", secret)
+        for url, key in targets.values():
+            wait_ready(url, {"authorization": f"Bearer {key}"})
+            wrk(url, key, 1, 1)
+        loads = [int(load) for load in arguments.loads.split(",")]
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        for _ in range(arguments.rounds):
+            for load in loads:
+                for name, (url, key) in targets.items():
+                    connections = 1 if load == 0 else 32
+                    runs.setdefault((name, load), []).append(
+                        wrk(url, key, connections, arguments.duration, rate=max(load, 0)))
+        print(f"request: {BODY}\n")
+        print("| variant | load | added p50 ms, each round | added p99 ms (median) | req/s (median) |")
+        print("|---|---|---|---|---|")
+        for load in loads:
+            base = runs[("upstream direct", load)]
+            label = {0: "1 connection", -1: "32 connections, closed loop"}.get(load, f"{load} req/s")
+            for name in targets:
+                if name == "upstream direct":
+                    continue
+                mine = runs[(name, load)]
+                added = " ".join(f"{r['p50'] - b['p50']:.2f}" for r, b in zip(mine, base, strict=True))
+                p99 = median(r["p99"] for r in mine) - median(b["p99"] for b in base)
+                print(f"| {name} | {label} | {added} | {p99:.2f} | {median(r['rps'] for r in mine):.0f} |")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+        for folder in worktrees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
+                           capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    main()
