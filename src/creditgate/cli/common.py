@@ -46,7 +46,7 @@ def services(db: str | None) -> Iterator[Services]:
         built = bootstrap(db, clock=clock)
     except CreditgateError as error:
         fail(error.message)
-    except Exception as error:  # an unreachable or unreadable database is an operating error here
+    except Exception as error:  # noqa: BLE001 - an unreachable or unreadable database is an operating error here
         fail(f"cannot open database: {error}")
     try:
         yield built

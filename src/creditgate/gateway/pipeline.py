@@ -6,6 +6,10 @@ Each step is a named method of :class:`Gateway`; :meth:`Gateway.openai_request` 
 :meth:`Gateway.predict_request` show the whole path in a few lines. A step that fails after the
 hold was reserved voids the hold and gives back the rate-limit slot before the error leaves, so
 no failure leaves a hold or a slot behind (a crashed process's holds expire by their ttl).
+
+For a key this process last saw able to pay, "reserve" and "forward" run at once
+(:meth:`Pipeline.reserve_while_forwarding`): the hold is committed while the upstream works, and
+the client still gets nothing before the hold stands.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 UPSTREAM_PATHS: Final = {"chat": "/chat/completions", "completions": "/completions",
                          "embeddings": "/embeddings"}
 TOKENS_PER_BYTE_GUESS: Final = 4  # only for input when a stream ends without usage
-LAST_AVAILABLE_ORGS_MAX: Final = 100_000
+LAST_AVAILABLE_PAYERS_MAX: Final = 100_000
 
 
 class ModelNotFound(NotFound):
@@ -97,7 +101,7 @@ class Pipeline:
 
     in_flight: int = 0  # requests being served by this process (streams until they end)
     reserved_while_forwarding: int = 0  # requests whose hold was committed during their forward
-    # Each organization's available credits after this process's last write for it.
+    # Available credits after this process's last write for each key (see _payer).
     _last_available: dict[str, int]
 
     async def limiter(self) -> Any: ...
@@ -213,12 +217,12 @@ class Pipeline:
         except BaseException:
             # Whatever this process knew of the organization's credits is wrong or unknown now:
             # its next request reserves before it forwards.
-            self._last_available.pop(call.principal.org_id, None)
+            self._last_available.pop(_payer(call), None)
             await self._release_slot(call, 0)
             raise
         call.hold_id = result["hold_id"]
         call.available = result["available"]
-        self._remember_available(call.principal.org_id, result["available"])
+        self._remember_available(_payer(call), result["available"])
 
     async def forward(self, call: Call) -> dict[str, Any]:
         try:
@@ -233,9 +237,9 @@ class Pipeline:
         The answer reaches the client only after the hold is committed, so this keeps every
         guarantee of reserve-then-forward: if the hold is refused (the credits went elsewhere
         meanwhile) the upstream request is cancelled and the client gets the 402; nothing was
-        delivered, so nothing is charged. Used only when this process last saw the organization
-        with enough credits for the request (see _may_overlap), so an organization that is out
-        of credits does not get its requests sent upstream at all.
+        delivered, so nothing is charged. Used only when this process's last reserve for the same
+        key left enough credits for the request (see _may_overlap), so a key that is out of
+        credits or budget does not get its requests sent upstream at all.
         """
         sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         upstream = asyncio.ensure_future(self._post(call, sent=sent))
@@ -363,7 +367,7 @@ class Pipeline:
                 self.usage.unexpect()
                 raise
             available = result.get("available", call.available)
-            self._remember_available(call.principal.org_id, result.get("available"))
+            self._remember_available(_payer(call), result.get("available"))
             if call.usage_recorded:
                 self.usage.unexpect()
                 request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters,
@@ -392,18 +396,18 @@ class Pipeline:
         return self.config.ledger_commits_on_loop  # type: ignore[no-any-return]
 
     def _may_overlap(self, call: Call) -> bool:
-        """Reserve during the forward only for a priced request of an organization that this
-        process last saw able to pay it."""
+        """Reserve during the forward only for a priced request of a key that this process
+        last saw able to pay it."""
         if call.max_cost == 0 or not self.config.reserve_while_forwarding:
             return False
-        return self._last_available.get(call.principal.org_id, 0) >= call.max_cost
+        return self._last_available.get(_payer(call), 0) >= call.max_cost
 
-    def _remember_available(self, org_id: str, available: int | None) -> None:
+    def _remember_available(self, payer: str, available: int | None) -> None:
         if available is None:
             return
-        if len(self._last_available) >= LAST_AVAILABLE_ORGS_MAX and org_id not in self._last_available:
+        if len(self._last_available) >= LAST_AVAILABLE_PAYERS_MAX and payer not in self._last_available:
             self._last_available.clear()
-        self._last_available[org_id] = available
+        self._last_available[payer] = available
 
     async def _close_hold(self, call: Call, cost: int, *, usage: Any = None) -> dict[str, Any]:
         deployment = call.deployment
@@ -488,6 +492,12 @@ def stream_meters(meter: StreamMeter, call: Call) -> dict[str, int]:
 def _prompt_bytes(body: dict[str, Any]) -> int:
     prompt = body.get("messages") if "messages" in body else body.get("prompt")
     return len(orjson.dumps(prompt)) if prompt is not None else 0
+
+
+def _payer(call: Call) -> str:
+    """Whose last reserve decides whether the next one may overlap the forward: per key, so that
+    a key whose budget is spent does not ride on another key's success in the same organization."""
+    return call.principal.key_id or call.principal.org_id  # type: ignore[no-any-return]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

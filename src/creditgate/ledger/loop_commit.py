@@ -24,18 +24,21 @@ from creditgate.ledger.operations import Operation
 class LoopCommitter:
     """Collects one event loop's operations and commits them at the end of the loop's turn."""
 
-    def __init__(self, writer: GroupCommitWriter, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        # No reference to the loop itself: the ledger keeps one committer per loop in a
+        # WeakKeyDictionary, and a value that referred to its key would keep every loop alive.
         self._writer = writer
-        self._loop = loop
         self._pending: list[tuple[Operation, asyncio.Future[dict[str, Any]]]] = []
 
     def submit(self, operation: Operation) -> asyncio.Future[dict[str, Any]]:
-        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        """Called on the loop this committer belongs to."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._pending.append((operation, future))
         if len(self._pending) == 1:
             # call_soon runs after the callbacks already ready in this turn: their operations
             # join this batch.
-            self._loop.call_soon(self._commit)
+            loop.call_soon(self._commit)
         return future
 
     def _commit(self) -> None:

@@ -103,7 +103,7 @@ class Ledger:
         loop = asyncio.get_running_loop()
         committer = self._loop_committers.get(loop)
         if committer is None:
-            committer = self._loop_committers[loop] = LoopCommitter(self.writer, loop)
+            committer = self._loop_committers[loop] = LoopCommitter(self.writer)
         return committer
 
     # -------------------------------------------------------------- organizations
@@ -168,7 +168,7 @@ class Ledger:
             self.get_org(org_id, connection=connection)
             replay = _replay(connection, org_id, idempotency_key, "create_project", params)
             if replay is not None:
-                return replay
+                return replay  # type: ignore[no-any-return]
             existing = connection.execute(select(projects.c.id).where(
                 (projects.c.org_id == org_id) & (projects.c.name == name))).first()
             if existing:

@@ -136,3 +136,24 @@ def test_a_stream_refused_meanwhile_is_402_before_any_token(stack: Stack) -> Non
     assert (balance.available, balance.pending) == (100, 0)
     assert gateway(stack).in_flight == 0  # type: ignore[attr-defined]
     assert verify(stack.services.database).ok
+
+
+def test_a_key_with_its_budget_spent_never_rides_on_another_keys_success(stack: Stack) -> None:
+    from creditgate.api import keystore
+
+    stack.deploy(name="mock-gpt")
+    org_id, _, paying = stack.org_with_key("acme", "10")
+    capped, capped_secret = keystore.create_key(stack.services, kind="org", name="capped", org_id=org_id,
+                                                scopes=["inference"])
+    stack.services.ledger.set_budget(org_id, f"key:{capped.id}", parse_amount("0.001"), mode="hard")
+    ask(stack.openai(paying))
+    ask(stack.openai(paying))  # the paying key's second request overlaps
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    upstream_calls = len(stack.upstream.state.reported)
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as caught:
+            ask(stack.openai(capped_secret))
+        assert caught.value.status_code == 402
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    assert len(stack.upstream.state.reported) == upstream_calls  # refused before going upstream
+    assert stack.services.ledger.balance(org_id).pending == 0

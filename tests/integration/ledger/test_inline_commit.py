@@ -179,3 +179,16 @@ def test_loop_commit_hands_over_to_the_writer_when_another_process_writes(sqlite
     finally:
         other.close()
     assert ledger.balance(org_id).pending == c("2") and result["hold_id"]
+
+
+def test_a_finished_event_loop_leaves_no_committer_behind(sqlite_ledger: Ledger) -> None:
+    import gc
+
+    ledger = sqlite_ledger
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("5"))
+    for _ in range(3):  # as a test suite does: a new loop each time
+        asyncio.run(ledger.execute_async(ledger.reserve_operation(org_id, c("1")), inline=True))
+    gc.collect()
+    assert len(ledger._loop_committers) == 0
+    assert ledger.balance(org_id).pending == c("3")
