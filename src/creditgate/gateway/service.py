@@ -13,7 +13,7 @@ from creditgate.gateway.limits import MemoryRateLimiter, RateLimiter, RedisRateL
 from creditgate.gateway.local_models import LocalModels
 from creditgate.gateway.pipeline import Pipeline, require_inference
 from creditgate.gateway.upstream import Upstreams
-from creditgate.gateway.usage import LedgerBatchedRecorder, write_usage_rows
+from creditgate.gateway.usage import LedgerBatchedRecorder, RollUps, write_usage_rows
 
 log = logging.getLogger(__name__)
 EXTRA_NAME = "gateway"
@@ -28,7 +28,8 @@ class Gateway(Pipeline):
         self.limit_store = LimitStore(services.database, services.clock,
                                       cache_ttl_s=self.config.limits_cache_ttl_s)
         self.local_models = LocalModels(self.deployments.model_bytes, threads=self.config.onnx_threads)
-        self.usage = LedgerBatchedRecorder(services.ledger.writer, write_usage_rows)
+        self.roll_ups = RollUps(services.database)
+        self.usage = LedgerBatchedRecorder(services.ledger.writer, write_usage_rows, written=self.roll_ups.wake)
         self._authenticate = _authenticator()
         self._last_available = {}
         # Loop-bound clients are made on first use, inside the server's event loop.
@@ -65,6 +66,7 @@ class Gateway(Pipeline):
         """Flush usage records and stop the worker threads (Services.close calls this)."""
         self.usage.flush()
         self.usage.close()
+        self.roll_ups.close()
         self.local_models.close()
         try:
             loop = asyncio.get_running_loop()

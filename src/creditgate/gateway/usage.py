@@ -1,8 +1,8 @@
 """Usage records of gateway requests, written in batches off the hot path.
 
 The request path only appends a record to an in-memory list; the ledger's group-commit writer
-stores the waiting records (and their hourly rollups, see ``creditgate.usage.records``) inside
-its next batch transaction.
+stores the waiting records inside its next batch transaction (or, for a settled request, in the
+transaction that books its charge). Their hourly rollups follow within a second (:class:`RollUps`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Final
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS_MAX: Final = 1000
+ROLL_UP_DELAY_S: Final = 1.0
 QUEUE_RECORDS_MAX: Final = 100_000
 TAGS_MAX: Final = 32
 TAG_LENGTH_MAX: Final = 200
@@ -66,9 +67,11 @@ class LedgerBatchedRecorder:
     request's settlement; a poke asks for one when nothing else is queued.
     """
 
-    def __init__(self, writer: Any, write_rows: Callable[[Any, list[UsageRecord]], None]) -> None:
+    def __init__(self, writer: Any, write_rows: Callable[[Any, list[UsageRecord]], None], *,
+                 written: Callable[[], None] = lambda: None) -> None:
         self._writer = writer
         self._write_rows = write_rows
+        self._written = written  # told after each write (the roll-up thread's cue)
         self._lock = threading.Lock()
         self._waiting: list[UsageRecord] = []
         self._in_flight = 0
@@ -117,6 +120,7 @@ class LedgerBatchedRecorder:
 
     def write(self, connection: Any, items: list[Any]) -> None:
         self._write_rows(connection, items)
+        self._written()
 
     def restore(self, items: list[Any]) -> None:
         with self._lock:
@@ -143,8 +147,73 @@ class LedgerBatchedRecorder:
         self.flush()
 
 
+class RollUps:
+    """Folds the gateway's records into the hourly rollups on a thread of its own, about once a
+    second while requests come, in transactions of their own.
+
+    A request's record is stored with its charge, but its rollups (some twenty-five upserts)
+    would have made that commit, which the client waits for, a third longer; here one pass folds
+    a second's worth of records at once, into as many upserts as they have distinct keys. Usage
+    queries are exact meanwhile (they add the pending records), and records left pending by a
+    process that died are folded in by the next pass of any process (the server's housekeeping
+    runs one too).
+    """
+
+    def __init__(self, database: Any) -> None:
+        self._database = database
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def wake(self) -> None:
+        """Records with pending rollups were written: fold them in within ROLL_UP_DELAY_S."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._stopping.is_set():
+                    self._thread = threading.Thread(target=self._run, name="creditgate-usage-rollups",
+                                                    daemon=True)
+                    self._thread.start()
+        self._wanted.set()
+
+    def run_once(self) -> int:
+        """Fold in every pending record now; answers how many."""
+        from creditgate.usage.records import ROLL_UP_RECORDS_MAX, roll_up_pending
+
+        total = 0
+        while True:
+            with self._database.write() as connection:
+                folded = roll_up_pending(connection)
+            total += folded
+            if folded < ROLL_UP_RECORDS_MAX:
+                return total
+
+    def close(self) -> None:
+        """Stop the thread after a last pass."""
+        with self._start_lock:
+            self._stopping.set()
+            thread = self._thread
+        self._wanted.set()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._stopping.wait(ROLL_UP_DELAY_S)  # gather a second's worth (cut short on close)
+            self._wanted.clear()
+            try:
+                self.run_once()
+            except Exception:
+                # The records stay pending (queries still count them); the next pass retries.
+                log.exception("rolling up usage records failed")
+            if self._stopping.is_set():
+                return
+
+
 def write_usage_rows(connection: Any, batch: list[UsageRecord]) -> None:
-    """Store gateway records (and their hourly rollups) inside the caller's transaction."""
+    """Store gateway records inside the caller's transaction (the one that books their charges);
+    their hourly rollups are left to :class:`RollUps`, off the request's path."""
     from creditgate.usage.records import UsageRow, insert_usage
 
     insert_usage(connection, [
@@ -152,4 +221,4 @@ def write_usage_rows(connection: Any, batch: list[UsageRecord]) -> None:
                  at_us=record.at_us, project_id=record.project_id, key_id=record.key_id,
                  tags={**record.tags, "deployment": record.deployment}, latency_ms=record.latency_ms,
                  source="gateway")
-        for record in batch])
+        for record in batch], roll_up=False)

@@ -2,8 +2,9 @@
 
 Usage is stored twice on purpose: ``usage_records`` keeps one row per metered request or event
 (the detail an organization can audit), and ``usage_rollup_hourly`` keeps per-hour totals along
-one dimension at a time (model, project, key, one tag), maintained in the same transaction as the
-records, so that usage queries read a few thousand rows however many records there are.
+one dimension at a time (model, project, key, one tag), so that usage queries read a few thousand
+rows however many records there are. Ingested events get their rollups in the same transaction;
+gateway requests leave theirs to a background pass, and queries add the records still pending.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from creditgate.storage.schema import ID, metadata
@@ -101,8 +104,12 @@ usage_records = Table(
     Column("latency_ms", Integer, nullable=True),
     Column("source", String(256), nullable=True),
     Column("event_id", String(128), nullable=True),
+    # 1 while the record's hourly rollups are not yet written (see usage.records.roll_up_pending).
+    Column("rollup_pending", SmallInteger, nullable=False, server_default="0"),
     CheckConstraint("credits >= 0", name="credits_nonnegative"),
     Index("ix_usage_records_org_time", "org_id", "at_us"),
+    Index("ix_usage_records_rollup_pending", "org_id", "at_us", sqlite_where=text("rollup_pending = 1"),
+          postgresql_where=text("rollup_pending = 1")),
 )
 
 usage_rollup_hourly = Table(

@@ -2,8 +2,9 @@
 meter and one tag, over a time range; as rows for JSON or as CSV.
 
 Whole hours are read from ``usage_rollup_hourly`` when the grouping uses at most one dimension
-besides ``meter`` (the rollups keep one dimension at a time); partial hours at the edges of the
-range, and groupings by two or more dimensions, are computed from ``usage_records``. Buckets are
+besides ``meter`` (the rollups keep one dimension at a time), plus the records whose rollups are
+still pending; partial hours at the edges of the range, and groupings by two or more dimensions,
+are computed from ``usage_records``. Buckets are
 in UTC.
 """
 
@@ -70,6 +71,9 @@ def run_query(database: Database, query: UsageQuery) -> list[dict[str, Any]]:
     with database.read() as connection:
         if _rollups_serve(query, dimensions) and first_hour < last_hour:
             _from_rollups(connection, query, dimensions, first_hour, last_hour, sums)
+            # Records whose rollups are still pending (recent gateway requests), from the same
+            # snapshot: never in both, never in neither.
+            _from_records(connection, query, dimensions, first_hour, last_hour, sums, pending_only=True)
             for start, end in ((query.start_us, first_hour), (last_hour, query.end_us)):
                 if start < end:
                     _from_records(connection, query, dimensions, start, end, sums)
@@ -163,12 +167,15 @@ def _group_sql(step: int, columns: str) -> str:
 
 
 def _from_records(connection: Connection, query: UsageQuery, dimensions: tuple[str, ...],
-                  start_us: int, end_us: int, sums: dict[tuple[int, tuple[str, ...]], Totals]) -> None:
+                  start_us: int, end_us: int, sums: dict[tuple[int, tuple[str, ...]], Totals], *,
+                  pending_only: bool = False) -> None:
     driver = Driver(connection)
     params: list[Any] = [query.org_id, start_us, end_us]
     project_filter = ""
     if query.project_id is not None:
         project_filter, params = " AND project_id = ?", [*params, query.project_id]
+    if pending_only:
+        project_filter += " AND rollup_pending = 1"  # ix_usage_records_rollup_pending
     rows = driver.all(
         "SELECT at_us, model, project_id, key_id, meters, tags, credits FROM usage_records "
         f"WHERE org_id = ? AND at_us >= ? AND at_us < ?{project_filter}", params)

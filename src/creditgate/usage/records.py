@@ -6,6 +6,12 @@ dimension (total, model, project, key, each tag) and per meter (plus the pseudo-
 thousand similar records costs a few dozen upserts. Upserts add (``quantity + excluded``), which
 is safe under concurrent writers on both SQLite and PostgreSQL; rows are written in key order so
 that two writers never wait on each other in opposite orders.
+
+The gateway stores a request's record in the transaction that books its charge but leaves the
+rollups for later (``roll_up=False``): the record is flagged ``rollup_pending`` and
+:func:`roll_up_pending` folds such records in afterwards, many at once, in a transaction of its
+own that also clears their flag. Usage queries add the records still pending to what the
+rollups hold, in the same snapshot, so they are exact at every moment.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ NO_VALUE: Final = ""
 
 _RECORD_COLUMNS: Final = ("org_id", "project_id", "key_id", "model", "meters", "tags", "credits", "at_us",
                           "latency_ms", "source", "event_id")
+_PENDING_COLUMNS: Final = (*_RECORD_COLUMNS, "rollup_pending")
+_PENDING_SELECT: Final = "id, org_id, project_id, key_id, model, meters, tags, credits, at_us"
+# Records one roll-up pass folds in (and locks, on PostgreSQL); a longer backlog takes more passes.
+ROLL_UP_RECORDS_MAX: Final = 5000
 _ROLLUP_COLUMNS: Final = ("org_id", "dimension", "hour_us", "value", "meter", "quantity")
 _ADD_ON_CONFLICT: Final = ("ON CONFLICT (org_id, dimension, hour_us, value, meter) "
                            "DO UPDATE SET quantity = usage_rollup_hourly.quantity + excluded.quantity")
@@ -60,15 +70,43 @@ def record_usage(database: Database, rows: Sequence[UsageRow]) -> None:
         insert_usage(connection, rows)
 
 
-def insert_usage(connection: Connection, rows: Sequence[UsageRow]) -> None:
-    """Store ``rows`` and their rollups inside the caller's write transaction."""
+def insert_usage(connection: Connection, rows: Sequence[UsageRow], *, roll_up: bool = True) -> None:
+    """Store ``rows`` inside the caller's write transaction, with their rollups, or (``roll_up``
+    false) flagged for :func:`roll_up_pending`."""
     if not rows:
         return
     sql = Driver(connection)
-    sql.copy_rows("usage_records", _RECORD_COLUMNS, [
-        (row.org_id, row.project_id, row.key_id, row.model, _json(row.meters), _json(row.tags),
-         row.credits, row.at_us, row.latency_ms, row.source, row.event_id) for row in rows])
+    records = [(row.org_id, row.project_id, row.key_id, row.model, _json(row.meters), _json(row.tags),
+                row.credits, row.at_us, row.latency_ms, row.source, row.event_id) for row in rows]
+    if not roll_up:
+        sql.copy_rows("usage_records", _PENDING_COLUMNS, [(*record, 1) for record in records])
+        return
+    sql.copy_rows("usage_records", _RECORD_COLUMNS, records)
     sql.insert_rows("usage_rollup_hourly", _ROLLUP_COLUMNS, rollup_rows(rows), _ADD_ON_CONFLICT)
+
+
+def roll_up_pending(connection: Connection, *, records_max: int = ROLL_UP_RECORDS_MAX) -> int:
+    """Fold up to ``records_max`` records flagged ``rollup_pending`` into the hourly rollups and
+    clear their flag, inside the caller's write transaction; answers how many were folded.
+
+    On PostgreSQL the records are locked (``SKIP LOCKED``): several processes rolling up at once
+    each take different records, and none is counted twice.
+    """
+    sql = Driver(connection)
+    if sql.postgres:
+        found = sql.all(f"SELECT {_PENDING_SELECT} FROM usage_records WHERE rollup_pending = 1 "
+                        "LIMIT ? FOR UPDATE SKIP LOCKED", [records_max])
+    else:
+        found = sql.all(f"SELECT {_PENDING_SELECT} FROM usage_records INDEXED BY ix_usage_records_rollup_pending "
+                        "WHERE rollup_pending = 1 LIMIT ?", [records_max])
+    if not found:
+        return 0
+    rows = [UsageRow(org_id=org_id, model=model, meters=orjson.loads(meters), credits=credits, at_us=at_us,
+                     project_id=project_id, key_id=key_id, tags=orjson.loads(tags))
+            for _, org_id, project_id, key_id, model, meters, tags, credits, at_us in found]
+    sql.insert_rows("usage_rollup_hourly", _ROLLUP_COLUMNS, rollup_rows(rows), _ADD_ON_CONFLICT)
+    sql.many("UPDATE usage_records SET rollup_pending = 0 WHERE id = ?", [(row[0],) for row in found])
+    return len(found)
 
 
 def rollup_rows(rows: Iterable[UsageRow]) -> list[tuple[str, str, int, str, str, int]]:

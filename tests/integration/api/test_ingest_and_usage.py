@@ -105,3 +105,54 @@ def test_scheduler_forgets_dedup_claims_past_their_retention(database: Database,
         assert claims() == 0
     finally:
         services.close()
+
+
+def test_pending_rollups_are_exact_before_and_after_they_are_folded_in(database: Database, ledger: Ledger,
+                                                                        clock: ManualClock) -> None:
+    import threading
+
+    from creditgate.ledger.credits import parse_amount
+    from creditgate.storage.driver import Driver
+    from creditgate.usage.records import insert_usage, roll_up_pending
+
+    org = ledger.create_org("pending")
+    base = clock.now_us()
+    rows = [UsageRow(org_id=org.id, model=("a", "b")[n % 2], meters={"input_tokens": n, "output_tokens": 1},
+                     credits=10 + n, at_us=base + n * 7 * 60 * MICROS + 17 * MICROS, key_id="k1",
+                     tags={"purpose": "bot"} if n % 3 else {}) for n in range(60)]
+    with database.write() as connection:
+        insert_usage(connection, rows[::2])  # as ingestion stores them: rollups at once
+    with database.write() as connection:
+        insert_usage(connection, rows[1::2], roll_up=False)  # as the gateway does
+    start, end = base, base + 8 * HOUR_US
+    shapes = [((), "hour"), (("model",), "day"), (("tag:purpose",), "hour"), (("key", "meter"), "day")]
+
+    def answers() -> list[list[dict[str, Any]]]:
+        return [run_query(database, UsageQuery(org.id, start, end, bucket=bucket, group_by=group_by))
+                for group_by, bucket in shapes]
+
+    before = answers()
+    for (group_by, _), answer in zip(shapes, before, strict=True):
+        assert _total(answer, "events") == 60, group_by
+    assert sum(parse_amount(row["credits"]) for row in before[0]) == sum(row.credits for row in rows)
+    # Two passes at once, a few records each: every pending record is folded in exactly once.
+    folded: list[int] = []
+
+    def roll() -> None:
+        while True:
+            with database.write() as connection:
+                count = roll_up_pending(connection, records_max=7)
+            if not count:
+                return
+            folded.append(count)
+
+    threads = [threading.Thread(target=roll) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(folded) == 30
+    assert answers() == before
+    with database.read() as connection:
+        [(pending,)] = Driver(connection).all("SELECT count(*) FROM usage_records WHERE rollup_pending = 1")
+    assert pending == 0
