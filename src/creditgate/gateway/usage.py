@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from creditgate.runtime import LazyThread
+
 log = logging.getLogger(__name__)
 
 BATCH_RECORDS_MAX: Final = 1000
@@ -162,18 +164,11 @@ class RollUps:
     def __init__(self, database: Any) -> None:
         self._database = database
         self._wanted = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._thread = LazyThread("creditgate-usage-rollups", self._run)
 
     def wake(self) -> None:
         """Records with pending rollups were written: fold them in within ROLL_UP_DELAY_S."""
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None and not self._stopping.is_set():
-                    self._thread = threading.Thread(target=self._run, name="creditgate-usage-rollups",
-                                                    daemon=True)
-                    self._thread.start()
+        self._thread.start()
         self._wanted.set()
 
     def run_once(self) -> int:
@@ -190,24 +185,20 @@ class RollUps:
 
     def close(self) -> None:
         """Stop the thread after a last pass."""
-        with self._start_lock:
-            self._stopping.set()
-            thread = self._thread
-        self._wanted.set()
-        if thread is not None:
-            thread.join()
+        self._thread.stop(self._wanted.set)
 
     def _run(self) -> None:
+        stopping = self._thread.stopping
         while True:
             self._wanted.wait()
-            self._stopping.wait(ROLL_UP_DELAY_S)  # gather a second's worth (cut short on close)
+            stopping.wait(ROLL_UP_DELAY_S)  # gather a second's worth (cut short on close)
             self._wanted.clear()
             try:
                 self.run_once()
             except Exception:
                 # The records stay pending (queries still count them); the next pass retries.
                 log.exception("rolling up usage records failed")
-            if self._stopping.is_set():
+            if stopping.is_set():
                 return
 
 

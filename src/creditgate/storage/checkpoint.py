@@ -25,6 +25,8 @@ import sqlite3
 import threading
 from typing import Final
 
+from creditgate.runtime import LazyThread
+
 # Commits that start a checkpoint at once: the log then stays a few megabytes under load, and
 # each pass copies many batches' pages at once.
 CHECKPOINT_COMMITS: Final = 256
@@ -49,18 +51,11 @@ class WalCheckpointer:
         self._commits = 0  # since the last checkpoint started; only a trigger, need not be exact
         self._dirty = threading.Event()  # a commit is waiting to be copied
         self._due = threading.Event()  # CHECKPOINT_COMMITS of them, or closing: copy now
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._thread = LazyThread("creditgate-wal-checkpoint", self._run)
 
     def wake(self) -> None:
         """A write transaction committed: checkpoint after enough of them, or within a second."""
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None and not self._stopping.is_set():
-                    self._thread = threading.Thread(target=self._run, name="creditgate-wal-checkpoint",
-                                                    daemon=True)
-                    self._thread.start()
+        self._thread.start()
         self._commits += 1
         # Only the first commit and the one that makes the count wake the thread: an Event's
         # set() on every commit would be a cross-core wake-up per write.
@@ -71,13 +66,11 @@ class WalCheckpointer:
 
     def close(self) -> None:
         """Stop the thread after a last checkpoint of what is committed."""
-        with self._start_lock:
-            self._stopping.set()
-            thread = self._thread
+        self._thread.stop(self._wake_now)
+
+    def _wake_now(self) -> None:
         self._dirty.set()
         self._due.set()
-        if thread is not None:
-            thread.join()
 
     def _run(self) -> None:
         connection = sqlite3.connect(self._path, timeout=RESTART_WAIT_MAX_MS / 1000, isolation_level=None,
@@ -90,7 +83,7 @@ class WalCheckpointer:
                 self._due.clear()
                 self._commits = 0
                 self._checkpoint(connection)
-                if self._stopping.is_set():
+                if self._thread.stopping.is_set():
                     return
         finally:
             connection.close()
