@@ -67,7 +67,7 @@ class GroupCommitWriter:
         self._side_writers: list[SideWriter] = []
         self._rider_writer: SideWriter | None = None
         # Whoever commits a batch holds this: the writer thread, or a caller running one
-        # operation inline (see try_inline). It also guards the book cache.
+        # loop's operations inline (see try_inline_batch). It also guards the book cache.
         self._batch_lock = threading.Lock()
         self.inline_enabled = database.is_sqlite
 
@@ -92,22 +92,20 @@ class GroupCommitWriter:
         self._queue.put((operation, future, None))
         return future
 
-    def submit_async(self, operation: Operation) -> asyncio.Future[dict[str, Any]]:
-        """Queue an operation from a running event loop; await the returned future.
+    def submit_async(self, operation: Operation,
+                     future: asyncio.Future[dict[str, Any]] | None = None) -> asyncio.Future[dict[str, Any]]:
+        """Queue an operation from a running event loop; await the returned future (``future``
+        itself, when the caller already made one on this loop).
 
         The writer answers all of a loop's operations in a batch with one wake-up of that loop,
         instead of one cross-thread wake-up per operation.
         """
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if future is None:
+            future = loop.create_future()
         self._queue.put((operation, future, loop))
         return future
-
-    def try_inline(self, operation: Operation) -> Any:
-        """One operation's outcome from :meth:`try_inline_batch`, or ``NOT_INLINE``."""
-        outcomes = self.try_inline_batch([operation])
-        return outcomes if outcomes is NOT_INLINE else outcomes[0]
 
     def try_inline_batch(self, operations: list[Operation]) -> Any:
         """Commit ``operations`` in one transaction on the calling thread if nothing else is
@@ -181,12 +179,12 @@ class GroupCommitWriter:
         by_loop: dict[Any, list[tuple[Any, Any]]] = {}
         for (_, future, loop), outcome in zip(batch, outcomes, strict=True):
             if loop is None:
-                _settle_one(future, outcome)
+                settle_future(future, outcome)
             else:
                 by_loop.setdefault(loop, []).append((future, outcome))
         for loop, settled in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_settle_all, settled)
+                loop.call_soon_threadsafe(settle_futures, settled)
             except RuntimeError:  # the loop was closed while its operations were in flight
                 pass
 
@@ -256,7 +254,8 @@ class GroupCommitWriter:
             self._books[org_id] = book
 
 
-def _settle_one(future: Any, outcome: Any) -> None:
+def settle_future(future: Any, outcome: Any) -> None:
+    """Answer a caller's future with its operation's outcome (a result or an exception)."""
     if future.done():  # an awaiting task was cancelled
         return
     if isinstance(outcome, BaseException):
@@ -265,9 +264,9 @@ def _settle_one(future: Any, outcome: Any) -> None:
         future.set_result(outcome)
 
 
-def _settle_all(settled: list[tuple[Any, Any]]) -> None:
+def settle_futures(settled: list[tuple[Any, Any]]) -> None:
     for future, outcome in settled:
-        _settle_one(future, outcome)
+        settle_future(future, outcome)
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from creditgate.ledger.group_commit import NOT_INLINE, GroupCommitWriter
+from creditgate.ledger.group_commit import NOT_INLINE, GroupCommitWriter, settle_futures
 from creditgate.ledger.operations import Operation
 
 
@@ -46,27 +46,6 @@ class LoopCommitter:
         outcomes = self._writer.try_inline_batch([operation for operation, _ in batch])
         if outcomes is NOT_INLINE:
             for operation, future in batch:
-                _chain(self._writer.submit_async(operation), future)
+                self._writer.submit_async(operation, future)
             return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.cancelled():
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
-
-
-def _chain(source: asyncio.Future[dict[str, Any]], target: asyncio.Future[dict[str, Any]]) -> None:
-    def copy(done: asyncio.Future[dict[str, Any]]) -> None:
-        if target.cancelled():
-            return
-        if done.cancelled():
-            target.cancel()
-            return
-        error = done.exception()
-        if error is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(done.result())
-    source.add_done_callback(copy)
+        settle_futures([(future, outcome) for (_, future), outcome in zip(batch, outcomes, strict=True)])

@@ -97,7 +97,7 @@ def test_postgres_never_commits_inline(postgres_url: str) -> None:
     org_id = ledger.create_org("acme").id
     ledger.grant(org_id, c("1"))
     try:
-        assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
+        assert ledger.writer.try_inline_batch([ledger.reserve_operation(org_id, c("1"))]) is NOT_INLINE
         assert ledger.balance(org_id).pending == 0
     finally:
         ledger.close()
@@ -109,7 +109,7 @@ def test_inline_steps_aside_while_the_writer_thread_commits(sqlite_ledger: Ledge
     org_id = ledger.create_org("acme").id
     ledger.grant(org_id, c("5"))
     with ledger.writer._batch_lock:  # the writer thread is in the middle of a batch
-        assert ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1"))) is NOT_INLINE
+        assert ledger.writer.try_inline_batch([ledger.reserve_operation(org_id, c("1"))]) is NOT_INLINE
     assert ledger.balance(org_id).pending == 0
 
 
@@ -124,7 +124,7 @@ def test_inline_never_waits_for_another_process_lock_and_writes_nothing(sqlite_u
         ledger.grant(org_id, c("5"))
         rows.waiting.append("usage-row")
         other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock
-        outcome = ledger.writer.try_inline(ledger.reserve_operation(org_id, c("1")))
+        outcome = ledger.writer.try_inline_batch([ledger.reserve_operation(org_id, c("1"))])
         assert outcome is NOT_INLINE
         assert rows.waiting == ["usage-row"] and rows.written == []  # handed back, not lost
         other.execute("ROLLBACK")
