@@ -23,7 +23,16 @@ from pathlib import Path
 from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gateway import BODY, PYTHON, ROOT, free_port, setup_creditgate, wait_ready, wrk
+from bench_gateway import (
+    BODY,
+    PYTHON,
+    ROOT,
+    free_port,
+    setup_creditgate,
+    upstream_command,
+    wait_ready,
+    wrk,
+)
 
 
 def source_of(revision: str, scratch: Path) -> Path:
@@ -50,10 +59,7 @@ def main() -> None:
     try:
         upstream_port = free_port()
         upstream = f"http://127.0.0.1:{upstream_port}"
-        processes.append(subprocess.Popen(
-            [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
-             "--port", str(upstream_port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
-             "--http", "httptools"], env=env))
+        processes.append(subprocess.Popen(upstream_command(upstream_port), env=env))
         targets = {"upstream direct": (f"{upstream}/v1/chat/completions", "none")}
         for variant in arguments.variants:
             name, _, spec = variant.partition("=")

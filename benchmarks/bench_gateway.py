@@ -97,6 +97,13 @@ def wrk(url: str, key: str, connections: int, duration_s: int, rate: int = 0) ->
             "errors": float(errors.group(1)) if errors else 0.0}
 
 
+def upstream_command(port: int) -> list[str]:
+    """The fast test upstream (uvicorn + uvloop + httptools) on ``port``."""
+    return [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
+            "--port", str(port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
+            "--http", "httptools"]
+
+
 def setup_creditgate(database_url: str, upstream: str) -> str:
     sys.path.insert(0, str(ROOT / "src"))
     from creditgate.api import keystore
@@ -134,10 +141,7 @@ def main() -> None:
     try:
         upstream_port, gateway_port, litellm_port, bare_port = free_port(), free_port(), free_port(), free_port()
         upstream = f"http://127.0.0.1:{upstream_port}"
-        processes.append(subprocess.Popen(
-            [*CLIENT_CPUS, PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
-             "--port", str(upstream_port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
-             "--http", "httptools"], env=env))
+        processes.append(subprocess.Popen([*CLIENT_CPUS, *upstream_command(upstream_port)], env=env))
         database_url = f"sqlite:///{folder}/bench.db"
         secret = setup_creditgate(database_url, upstream)
         processes.append(subprocess.Popen([*PROXY_CPUS, PYTHON, "-m", "creditgate.gateway", "--port",

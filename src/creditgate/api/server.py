@@ -31,15 +31,14 @@ def start_background_jobs(services: Services) -> None:
 def housekeeping(services: Services) -> list[Callable[[], Any]]:
     """Chores the scheduler runs on every pass."""
     from creditgate.usage.ingest import prune_dedup
-    from creditgate.usage.records import roll_up_pending
+    from creditgate.usage.records import roll_up_all_pending
 
     def prune_usage_dedup() -> int:
         return prune_dedup(services.database, services.clock.now_us())
 
     def roll_up_usage() -> int:
         # Records a gateway process left pending when it stopped without its last pass.
-        with services.database.write() as connection:
-            return roll_up_pending(connection)
+        return roll_up_all_pending(services.database)
 
     return [prune_usage_dedup, roll_up_usage]
 

@@ -83,10 +83,9 @@ class Upstreams:
                         sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
         """The upstream's JSON answer. ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
-        data = orjson.dumps(body)
         try:
-            async with self.client.post(url, data=data if sent is None else _SentPayload(data, sent),
-                                        headers=headers, timeout=timeout) as response:
+            async with self.client.post(url, data=_payload(body, sent), headers=headers,
+                                        timeout=timeout) as response:
                 content = await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError) as error:
@@ -106,10 +105,8 @@ class Upstreams:
         """The upstream's SSE lines. Errors before the first line raise UpstreamFailure.
         ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
-        data = orjson.dumps(body)
         try:
-            response = await self.client.post(url, data=data if sent is None else _SentPayload(data, sent),
-                                              headers=headers, timeout=timeout)
+            response = await self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
         try:
@@ -125,6 +122,11 @@ class Upstreams:
                 raise _transport_failure(deployment, error) from None
         finally:
             response.release()
+
+
+def _payload(body: dict[str, Any], sent: asyncio.Future[None] | None) -> Any:
+    data = orjson.dumps(body)
+    return data if sent is None else _SentPayload(data, sent)
 
 
 class _SentPayload(aiohttp.BytesPayload):

@@ -173,15 +173,9 @@ class RollUps:
 
     def run_once(self) -> int:
         """Fold in every pending record now; answers how many."""
-        from creditgate.usage.records import ROLL_UP_RECORDS_MAX, roll_up_pending
+        from creditgate.usage.records import roll_up_all_pending
 
-        total = 0
-        while True:
-            with self._database.write() as connection:
-                folded = roll_up_pending(connection)
-            total += folded
-            if folded < ROLL_UP_RECORDS_MAX:
-                return total
+        return roll_up_all_pending(self._database)
 
     def close(self) -> None:
         """Stop the thread after a last pass."""

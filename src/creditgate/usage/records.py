@@ -93,12 +93,10 @@ def roll_up_pending(connection: Connection, *, records_max: int = ROLL_UP_RECORD
     each take different records, and none is counted twice.
     """
     sql = Driver(connection)
-    if sql.postgres:
-        found = sql.all(f"SELECT {_PENDING_SELECT} FROM usage_records WHERE rollup_pending = 1 "
-                        "LIMIT ? FOR UPDATE SKIP LOCKED", [records_max])
-    else:
-        found = sql.all(f"SELECT {_PENDING_SELECT} FROM usage_records INDEXED BY ix_usage_records_rollup_pending "
-                        "WHERE rollup_pending = 1 LIMIT ?", [records_max])
+    index, lock = (("", " FOR UPDATE SKIP LOCKED") if sql.postgres
+                   else (" INDEXED BY ix_usage_records_rollup_pending", ""))
+    found = sql.all(f"SELECT {_PENDING_SELECT} FROM usage_records{index} WHERE rollup_pending = 1 "
+                    f"LIMIT ?{lock}", [records_max])
     if not found:
         return 0
     rows = [UsageRow(org_id=org_id, model=model, meters=orjson.loads(meters), credits=credits, at_us=at_us,
@@ -107,6 +105,17 @@ def roll_up_pending(connection: Connection, *, records_max: int = ROLL_UP_RECORD
     sql.insert_rows("usage_rollup_hourly", _ROLLUP_COLUMNS, rollup_rows(rows), _ADD_ON_CONFLICT)
     sql.many("UPDATE usage_records SET rollup_pending = 0 WHERE id = ?", [(row[0],) for row in found])
     return len(found)
+
+
+def roll_up_all_pending(database: Database) -> int:
+    """Fold in every pending record, a transaction per ROLL_UP_RECORDS_MAX; answers how many."""
+    total = 0
+    while True:
+        with database.write() as connection:
+            folded = roll_up_pending(connection)
+        total += folded
+        if folded < ROLL_UP_RECORDS_MAX:
+            return total
 
 
 def rollup_rows(rows: Iterable[UsageRow]) -> list[tuple[str, str, int, str, str, int]]:

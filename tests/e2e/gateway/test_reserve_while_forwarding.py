@@ -1,7 +1,7 @@
 """A request's hold committed while its upstream works (Pipeline.reserve_while_forwarding).
 
-The gateway forwards first and commits the hold meanwhile only for an organization it last saw
-able to pay; the answer still waits for the hold. These tests drive the real stack with the
+The gateway forwards first and commits the hold meanwhile only for a key it last saw able to
+pay; the answer still waits for the hold. These tests drive the real stack with the
 official SDK and check that the overlap keeps reserve -> forward -> settle's guarantees.
 """
 
@@ -24,33 +24,44 @@ def gateway(stack: Stack) -> object:
     return stack.services.extras["gateway"]
 
 
-def test_known_payer_is_reserved_during_the_forward_and_charged_exactly(stack: Stack) -> None:
+def known_payer(stack: Stack) -> tuple[str, openai.OpenAI, openai.types.chat.ChatCompletion]:
+    """A deployment, an organization holding 10 credits, and the first request of its key (the
+    first sight of a key: reserve, then forward), so that the next one may overlap."""
     stack.deploy(name="mock-gpt")
     org_id, _, secret = stack.org_with_key("acme", "10")
     client = stack.openai(secret)
-    first = ask(client)  # first sight of the organization: reserve, then forward
+    return org_id, client, ask(client)
+
+
+def spend_elsewhere(stack: Stack, org_id: str, *, leave: int = 100) -> None:
+    """Another process spends all but ``leave`` micro-credits; this gateway still remembers the
+    old balance."""
+    left = stack.services.ledger.balance(org_id).available
+    stack.services.ledger.debit(org_id, left - leave)
+
+
+def cost(usages: tuple[object, ...]) -> int:
+    return sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in usages)  # type: ignore[attr-defined]
+
+
+def test_known_payer_is_reserved_during_the_forward_and_charged_exactly(stack: Stack) -> None:
+    org_id, client, first = known_payer(stack)
     assert gateway(stack).reserved_while_forwarding == 0  # type: ignore[attr-defined]
     raw = client.chat.completions.with_raw_response.create(
         model="mock-gpt", messages=[{"role": "user", "content": "hello"}], max_tokens=50)
     second = raw.parse()
     assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
-    spent = sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in (first.usage, second.usage))
+    spent = cost((first.usage, second.usage))
     balance = stack.services.ledger.balance(org_id)
     assert balance.available == parse_amount("10") - spent and balance.pending == 0
     assert raw.headers["x-creditgate-balance"] == format_amount(balance.available)
-    assert [row["credits"] for row in stack.usage_rows()] == [
-        u.prompt_tokens * 150 + u.completion_tokens * 600 for u in (first.usage, second.usage)]
+    assert [row["credits"] for row in stack.usage_rows()] == [cost((first.usage,)), cost((second.usage,))]
     assert verify(stack.services.database).ok
 
 
 def test_credits_taken_elsewhere_meanwhile_answer_402_and_charge_nothing(stack: Stack) -> None:
-    stack.deploy(name="mock-gpt")
-    org_id, _, secret = stack.org_with_key("acme", "10")
-    client = stack.openai(secret)
-    ask(client)
-    # Another process spends almost everything; this gateway still remembers the old balance.
-    left = stack.services.ledger.balance(org_id).available
-    stack.services.ledger.debit(org_id, left - 100)
+    org_id, client, _ = known_payer(stack)
+    spend_elsewhere(stack, org_id)
     with pytest.raises(openai.APIStatusError) as caught:
         ask(client)
     assert caught.value.status_code == 402
@@ -68,10 +79,7 @@ def test_credits_taken_elsewhere_meanwhile_answer_402_and_charge_nothing(stack: 
 
 
 def test_upstream_failure_during_the_overlap_voids_the_hold(stack: Stack) -> None:
-    stack.deploy(name="mock-gpt")
-    org_id, _, secret = stack.org_with_key("acme", "10")
-    client = stack.openai(secret)
-    ask(client)
+    org_id, client, _ = known_payer(stack)
     after_first = stack.services.ledger.balance(org_id).available
     with pytest.raises(openai.InternalServerError):
         ask(client, "#error500")
@@ -108,26 +116,19 @@ def stream_text(client: openai.OpenAI) -> tuple[str, object]:
 
 
 def test_a_stream_is_reserved_while_the_upstream_opens_it(stack: Stack) -> None:
-    stack.deploy(name="mock-gpt")
-    org_id, _, secret = stack.org_with_key("acme", "10")
-    client = stack.openai(secret)
-    first = ask(client)
+    org_id, client, first = known_payer(stack)
     text, usage = stream_text(client)
     assert text == "tok0 tok1 tok2 tok3 tok4 "
     assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
-    spent = sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in (first.usage, usage))  # type: ignore[union-attr]
+    spent = cost((first.usage, usage))
     balance = stack.services.ledger.balance(org_id)
     assert balance.available == parse_amount("10") - spent and balance.pending == 0
     assert verify(stack.services.database).ok
 
 
 def test_a_stream_refused_meanwhile_is_402_before_any_token(stack: Stack) -> None:
-    stack.deploy(name="mock-gpt")
-    org_id, _, secret = stack.org_with_key("acme", "10")
-    client = stack.openai(secret)
-    ask(client)
-    left = stack.services.ledger.balance(org_id).available
-    stack.services.ledger.debit(org_id, left - 100)
+    org_id, client, _ = known_payer(stack)
+    spend_elsewhere(stack, org_id)
     with pytest.raises(openai.APIStatusError) as caught:
         stream_text(client)
     assert caught.value.status_code == 402
