@@ -7,6 +7,7 @@ at every load in turn, and the added p50 of each round is printed.
 
 Run:  .venv/bin/python benchmarks/ab_gateway.py before=3e392e4 after=. [--rounds 3] [--duration 4]
       .venv/bin/python benchmarks/ab_gateway.py loop=. thread=.:CREDITGATE_LEDGER_COMMITS=thread
+      .venv/bin/python benchmarks/ab_gateway.py floor=bare now=.     (bare_proxy.py, no credits)
 
 Loads: ``0`` is one connection back to back, ``-1`` is 32 connections closed loop (max req/s),
 any other number is 32 connections paced to that many requests/s.
@@ -64,6 +65,13 @@ def main() -> None:
         for variant in arguments.variants:
             name, _, spec = variant.partition("=")
             revision, *settings = spec.split(":")
+            if revision == "bare":
+                port = free_port()
+                processes.append(subprocess.Popen(
+                    [PYTHON, str(ROOT / "benchmarks" / "bare_proxy.py"), str(port),
+                     f"{upstream}/v1/chat/completions"], env=env))
+                targets[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", "none")
+                continue
             source = source_of(revision, scratch)
             if source != ROOT:
                 worktrees.append(source)

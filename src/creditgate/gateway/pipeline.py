@@ -78,6 +78,8 @@ class Call:
     hold_id: str | None = None
     available: int | None = None
     finished: bool = False
+    # Forwarded before its hold was committed: counted in Pipeline._unheld until it is.
+    unheld: bool = False
     extra_meters: dict[str, int] = field(default_factory=dict)
     usage_recorded: bool = False  # the usage record was written with the settlement itself
 
@@ -103,6 +105,10 @@ class Pipeline:
     reserved_while_forwarding: int = 0  # requests whose hold was committed during their forward
     # Available credits after this process's last write for each key (see _payer).
     _last_available: dict[str, int]
+    # The most that this process's requests forwarded without a committed hold may cost, per key:
+    # the next request may go ahead of its hold only if the rest still covers it.
+    _unheld: dict[str, int]
+    _unheld_waiters: dict[str, asyncio.Event]
 
     async def limiter(self) -> Any: ...
     async def upstreams(self) -> Any: ...
@@ -112,6 +118,7 @@ class Pipeline:
     async def openai_request(self, request: Request, endpoint: str) -> Response:
         self.in_flight += 1
         streaming = False
+        call: Call | None = None
         try:
             principal = self.authenticate(request.headers.get("authorization"))
             call = await self.estimate(principal, request, endpoint)
@@ -131,6 +138,8 @@ class Pipeline:
             charge = await self.settle(call, usage_meters(answer, call))
             return json_answer(answer, charge)
         finally:
+            if call is not None:
+                self._held(call)  # whatever happened, it no longer waits for a hold
             if not streaming:
                 self.in_flight -= 1
 
@@ -207,22 +216,38 @@ class Pipeline:
     async def reserve(self, call: Call) -> None:
         if call.max_cost == 0:
             return  # a free deployment: nothing to hold
-        deployment = call.deployment
-        operation = ReserveForRequest(
-            call.principal.org_id, None, amount=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
-            ttl_us=hold_ttl_s(deployment.timeout_ms) * 1_000_000, subjects=(deployment.name,),
-            model=deployment.name, budget_subjects=budget_subjects(call.principal))
+        if not call.unheld and _payer(call) in self._unheld:
+            # This key's requests that went upstream ahead of their holds came first: let their
+            # holds be committed before this one, so that this hold cannot take their credits
+            # and leave their upstream work unpaid (they would answer 402).
+            await self._holds_committed(_payer(call))
+        operation = self._reserve_operation(call)
         try:
             result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
         except BaseException:
-            # Whatever this process knew of the organization's credits is wrong or unknown now:
-            # its next request reserves before it forwards.
-            self._last_available.pop(_payer(call), None)
+            self._refused(call)
             await self._release_slot(call, 0)
             raise
+        self._reserved(call, result)
+
+    def _reserve_operation(self, call: Call) -> ReserveForRequest:
+        deployment = call.deployment
+        return ReserveForRequest(
+            call.principal.org_id, None, amount=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
+            ttl_us=hold_ttl_s(deployment.timeout_ms) * 1_000_000, subjects=(deployment.name,),
+            model=deployment.name, budget_subjects=budget_subjects(call.principal))
+
+    def _reserved(self, call: Call, result: dict[str, Any]) -> None:
+        self._held(call)
         call.hold_id = result["hold_id"]
         call.available = result["available"]
         self._remember_available(_payer(call), result["available"])
+
+    def _refused(self, call: Call) -> None:
+        # Whatever this process knew of the organization's credits is wrong or unknown now: its
+        # next request reserves before it forwards.
+        self._held(call)
+        self._last_available.pop(_payer(call), None)
 
     async def forward(self, call: Call) -> dict[str, Any]:
         try:
@@ -397,10 +422,39 @@ class Pipeline:
 
     def _may_overlap(self, call: Call) -> bool:
         """Reserve during the forward only for a priced request of a key that this process
-        last saw able to pay it."""
+        last saw able to pay it, together with its other requests still waiting for a hold.
+        A yes counts the request among those (until _held)."""
         if call.max_cost == 0 or not self.config.reserve_while_forwarding:
             return False
-        return self._last_available.get(_payer(call), 0) >= call.max_cost
+        payer = _payer(call)
+        unheld = self._unheld.get(payer, 0)
+        if self._last_available.get(payer, 0) - unheld < call.max_cost:
+            return False
+        self._unheld[payer] = unheld + call.max_cost
+        call.unheld = True
+        return True
+
+    def _held(self, call: Call) -> None:
+        """The request no longer waits for a hold (it has one, was refused, or is over)."""
+        if not call.unheld:
+            return
+        call.unheld = False
+        payer = _payer(call)
+        left = self._unheld.get(payer, 0) - call.max_cost
+        if left > 0:
+            self._unheld[payer] = left
+            return
+        self._unheld.pop(payer, None)
+        waiting = self._unheld_waiters.pop(payer, None)
+        if waiting is not None:
+            waiting.set()
+
+    async def _holds_committed(self, payer: str) -> None:
+        """Wait until none of ``payer``'s requests is upstream without its hold."""
+        waiting = self._unheld_waiters.get(payer)
+        if waiting is None:
+            waiting = self._unheld_waiters[payer] = asyncio.Event()
+        await waiting.wait()
 
     def _remember_available(self, payer: str, available: int | None) -> None:
         if available is None:

@@ -32,6 +32,8 @@ class Gateway(Pipeline):
         self.usage = LedgerBatchedRecorder(services.ledger.writer, write_usage_rows, written=self.roll_ups.wake)
         self._authenticate = _authenticator()
         self._last_available = {}
+        self._unheld = {}
+        self._unheld_waiters = {}
         # Loop-bound clients are made on first use, inside the server's event loop.
         self._limiter: RateLimiter | None = None
         self._upstreams: Upstreams | None = None

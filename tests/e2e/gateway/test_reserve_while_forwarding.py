@@ -24,13 +24,13 @@ def gateway(stack: Stack) -> object:
     return stack.services.extras["gateway"]
 
 
-def known_payer(stack: Stack) -> tuple[str, openai.OpenAI, openai.types.chat.ChatCompletion]:
+def known_payer(stack: Stack, content: str = "hello") -> tuple[str, openai.OpenAI, openai.types.chat.ChatCompletion]:
     """A deployment, an organization holding 10 credits, and the first request of its key (the
     first sight of a key: reserve, then forward), so that the next one may overlap."""
     stack.deploy(name="mock-gpt")
     org_id, _, secret = stack.org_with_key("acme", "10")
     client = stack.openai(secret)
-    return org_id, client, ask(client)
+    return org_id, client, ask(client, content)
 
 
 def spend_elsewhere(stack: Stack, org_id: str, *, leave: int = 100) -> None:
@@ -158,3 +158,42 @@ def test_a_key_with_its_budget_spent_never_rides_on_another_keys_success(stack: 
     assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
     assert len(stack.upstream.state.reported) == upstream_calls  # refused before going upstream
     assert stack.services.ledger.balance(org_id).pending == 0
+
+
+def test_a_burst_sends_upstream_only_what_the_balance_covers(stack: Stack) -> None:
+    """Six slow requests at once against credits for two: the four refused never reach the
+    upstream, whether they arrive in one turn of the gateway's loop or apart, before or after the
+    first holds are committed (see Pipeline._may_overlap and Pipeline.reserve)."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from creditgate.storage.schema import holds
+
+    org_id, client, first = known_payer(stack, "hello #slow")
+    with stack.services.database.read() as connection:
+        max_cost = connection.execute(select(holds.c.amount)).scalar_one()  # the first request's hold
+    # Leave the organization enough for two more holds; this gateway learns it from its next write.
+    spend_elsewhere(stack, org_id, leave=2 * max_cost + max_cost // 2 + cost((first.usage,)))
+    ask(client, "hello #slow")
+    upstream_before = len(stack.upstream.state.reported)
+    secret = client.api_key
+
+    async def burst() -> list[int]:
+        async with stack.openai_async(secret) as burst_client:
+            async def one() -> int:
+                try:
+                    await burst_client.chat.completions.create(
+                        model="mock-gpt", messages=[{"role": "user", "content": "hello #slow"}],
+                        max_tokens=50)
+                    return 200
+                except openai.APIStatusError as error:
+                    return error.status_code
+            return await asyncio.gather(*(one() for _ in range(6)))
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [200, 200, 402, 402, 402, 402]
+    assert len(stack.upstream.state.reported) - upstream_before == 2  # no upstream work wasted
+    balance = stack.services.ledger.balance(org_id)
+    assert balance.pending == 0
+    assert verify(stack.services.database).ok
