@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from creditgate.api.local_server import free_port, serve_in_background as serve
+from creditgate.api.local_server import free_port
+from creditgate.api.local_server import serve_in_background as serve
 
 __all__ = ["free_port", "serve"]

@@ -67,7 +67,7 @@ def test_completions_and_embeddings(stack: Stack) -> None:
 
 
 def test_models_lists_what_the_key_may_use(stack: Stack) -> None:
-    org_id, _, secret = stack.org_with_key("acme", "1")
+    _, _, secret = stack.org_with_key("acme", "1")
     stack.deploy(name="mock-gpt")
     stack.deploy(name="private-model", orgs=["org_someone_else"])
     names = [model.id for model in stack.openai(secret).models.list()]
@@ -143,7 +143,7 @@ def test_upstream_timeout_is_504_and_free(stack: Stack) -> None:
 
 def test_default_cap_is_sent_upstream_and_held(stack: Stack) -> None:
     stack.deploy(name="mock-gpt", max_tokens_default=3)
-    org_id, _, secret = stack.org_with_key("acme", "10")
+    _, _, secret = stack.org_with_key("acme", "10")
     completion = stack.openai(secret).chat.completions.create(
         model="mock-gpt", messages=[{"role": "user", "content": "no limit given"}])
     assert completion.usage.completion_tokens == 3  # the upstream obeyed the cap creditgate sent

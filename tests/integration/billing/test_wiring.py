@@ -21,9 +21,9 @@ def stack(database_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CREDITGATE_ADMIN_KEY", ADMIN)
     services = bootstrap(database_url, clock=clock)
     services.extras["pricing"] = __import__("creditgate.pricing.samples", fromlist=["x"]).sample_engine(clock)
-    with serve(create_app(services)) as url:
-        with httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}) as client:
-            yield services, client
+    with serve(create_app(services)) as url, \
+            httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN}"}) as client:
+        yield services, client
     services.close()
 
 

@@ -10,7 +10,6 @@ checked on every reserve, post and debit.
 from __future__ import annotations
 
 import secrets
-
 from dataclasses import dataclass, field
 
 import pytest
