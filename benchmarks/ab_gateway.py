@@ -30,6 +30,7 @@ from bench_gateway import (
     ROOT,
     free_port,
     setup_creditgate,
+    shallow_cpu_idle,
     upstream_command,
     wait_ready,
     wrk,
@@ -52,7 +53,13 @@ def main() -> None:
     parser.add_argument("--loads", default="0,25,250,1000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4)
+    parser.add_argument("--shallow-idle", action="store_true", help="hold /dev/cpu_dma_latency at 0")
     arguments = parser.parse_args()
+    with shallow_cpu_idle(arguments.shallow_idle):
+        run(arguments)
+
+
+def run(arguments: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="creditgate-ab-"))
     processes: list[subprocess.Popen[bytes]] = []
     worktrees: list[Path] = []

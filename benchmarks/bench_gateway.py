@@ -23,17 +23,26 @@ The paced runs go ``--rounds`` times (default 3), the targets taking turns withi
 print each cell's median: on a shared VM one run of a cell can be 30% off the next. With ``--pin``
 the proxies (creditgate, LiteLLM, the bare proxy) run on CPU 0 and the upstream and ``wrk`` on
 CPU 1, as if the upstream were its own machine (off by default: measured here it did not help).
+
+``--shallow-idle`` holds ``/dev/cpu_dma_latency`` at 0 for the whole run (root only), as
+latency-tuned hosts do (tuned's latency-performance profile): the CPUs then poll instead of
+halting when idle, for every target alike. It shows how much of the added latency at low rates is
+this VM waking from idle (see bench_cold_cpu.py) rather than work the gateway does. The README's
+headline figures are without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import median
 
@@ -97,6 +106,22 @@ def wrk(url: str, key: str, connections: int, duration_s: int, rate: int = 0) ->
             "errors": float(errors.group(1)) if errors else 0.0}
 
 
+@contextlib.contextmanager
+def shallow_cpu_idle(enabled: bool) -> Iterator[None]:
+    """While open, ask the kernel for 0 µs wake-up latency from idle (PM QoS): no CPU halts."""
+    if not enabled:
+        print("CPU idle: as the machine is set up")
+        yield
+        return
+    descriptor = os.open("/dev/cpu_dma_latency", os.O_WRONLY)
+    try:
+        os.write(descriptor, struct.pack("i", 0))
+        print("CPU idle: held shallow (/dev/cpu_dma_latency = 0) while this runs (every target alike)")
+        yield
+    finally:
+        os.close(descriptor)  # the request lasts as long as the file is open
+
+
 def upstream_command(port: int) -> list[str]:
     """The fast test upstream (uvicorn + uvloop + httptools) on ``port``."""
     return [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
@@ -131,7 +156,13 @@ def main() -> None:
     parser.add_argument("--paced-connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="paced runs per cell; the median is printed")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=False)
+    parser.add_argument("--shallow-idle", action="store_true", help="hold /dev/cpu_dma_latency at 0")
     arguments = parser.parse_args()
+    with shallow_cpu_idle(arguments.shallow_idle):
+        run(arguments)
+
+
+def run(arguments: argparse.Namespace) -> None:
     if arguments.pin:
         PROXY_CPUS[:] = ["taskset", "-c", "0"]
         CLIENT_CPUS[:] = ["taskset", "-c", "1"]
