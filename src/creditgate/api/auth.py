@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Final, cast
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -56,7 +56,7 @@ def _cache(services: Services) -> _KeyCache:
     cache = services.extras.get(_CACHE_EXTRA)
     if cache is None:
         cache = services.extras.setdefault(_CACHE_EXTRA, _KeyCache())
-    return cache
+    return cast(_KeyCache, cache)
 
 
 def forget_key(services: Services, prefix: str) -> None:

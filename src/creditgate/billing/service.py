@@ -139,7 +139,7 @@ class Billing:
     # ------------------------------------------------------------------ late usage
     def on_org_created(self, org_id: str) -> str | None:
         """What billing does for a new organization: grant the trial credits, when configured."""
-        return self.trials.grant_if_configured(org_id)  # type: ignore[no-any-return]
+        return self.trials.grant_if_configured(org_id)
 
     def check_topups(self) -> int:
         """Open a top-up for every organization whose balance fell below its rule's threshold."""

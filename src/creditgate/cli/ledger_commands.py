@@ -136,7 +136,7 @@ def balance(org: str, db: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -
     with services(db) as built:
         found = built.ledger.find_org(org)
         result = built.ledger.balance(found.id)
-    body = {"org_id": found.id, "available": format_amount(result.available),
+    body: dict[str, Any] = {"org_id": found.id, "available": format_amount(result.available),
             "pending": format_amount(result.pending), "debt": format_amount(result.debt),
             "grants": [grant_json(g) for g in result.grants]}
     if as_json:

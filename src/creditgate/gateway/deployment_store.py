@@ -8,6 +8,7 @@ about that time and a change made by this process at once.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from typing import Any, Final
 
@@ -34,8 +35,8 @@ class DeploymentStore:
         self.database = database
         self.clock = clock
         self.cache_ttl_s = cache_ttl_s
-        self._snapshot = Snapshot(lambda: {deployment.name: deployment for deployment in self.list()}, {},
-                                  cache_ttl_s)
+        self._snapshot: Snapshot[dict[str, Deployment]] = Snapshot(
+            lambda: {deployment.name: deployment for deployment in self.list()}, {}, cache_ttl_s)
 
     # ------------------------------------------------------------------ management
     def create(self, data: dict[str, Any], *, model_bytes: bytes | None = None) -> Deployment:
@@ -100,8 +101,8 @@ class DeploymentStore:
         """The deployment clients call ``name``, from the snapshot."""
         return (await self._snapshot.get()).get(name)
 
-    async def all(self) -> list[Deployment]:
-        return list((await self._snapshot.get()).values())
+    async def all(self) -> builtins.list[Deployment]:  # (this class's own list() shadows the type)
+        return builtins.list((await self._snapshot.get()).values())
 
     def invalidate(self) -> None:
         self._snapshot.invalidate()

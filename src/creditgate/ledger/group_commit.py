@@ -16,6 +16,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any, Final, Protocol
 
@@ -291,7 +292,7 @@ def _retryable(error: BaseException) -> bool:
                                          "busy", "serialization"))
 
 
-def apply_batch(connection: Any, operations: list[Operation], now_us: int, *, lock: bool) -> list[Any]:
+def apply_batch(connection: Any, operations: Sequence[Operation], now_us: int, *, lock: bool) -> list[Any]:
     """Apply operations in order inside the caller's transaction; a result or error for each.
 
     For callers that must write other rows atomically with the ledger operations (usage
@@ -301,7 +302,7 @@ def apply_batch(connection: Any, operations: list[Operation], now_us: int, *, lo
     return outcomes
 
 
-def apply_batch_cached(connection: Any, operations: list[Operation], now_us: int, *, lock: bool,
+def apply_batch_cached(connection: Any, operations: Sequence[Operation], now_us: int, *, lock: bool,
                        cache: dict[str, Any] | None) -> tuple[list[Any], dict[str, Any]]:
     """Apply operations in order against current books; the outcomes and the books used."""
     if not operations:
@@ -312,8 +313,8 @@ def apply_batch_cached(connection: Any, operations: list[Operation], now_us: int
     grant_ids = [grant_id for op in operations for grant_id in op.grant_ids()]
     books = ledger_store.load_books(connection, {op.org_id for op in operations}, hold_ids=hold_ids,
                                     grant_ids=grant_ids, now_us=now_us, lock=lock, cache=cache)
-    for book in books.values():
-        book.expire_due_holds(now_us)
+    for loaded in books.values():
+        loaded.expire_due_holds(now_us)
     seen: dict[tuple[str, str], tuple[str, str, Any]] = {}
     outcomes: list[Any] = []
     for op in operations:
