@@ -31,6 +31,7 @@ from bench_gateway import (
     free_port,
     setup_creditgate,
     shallow_cpu_idle,
+    stop,
     upstream_command,
     wait_ready,
     wrk,
@@ -115,10 +116,7 @@ def run(arguments: argparse.Namespace) -> None:
                 p99 = median(r["p99"] for r in mine) - median(b["p99"] for b in base)
                 print(f"| {name} | {label} | {added} | {p99:.2f} | {median(r['rps'] for r in mine):.0f} |")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop(processes)
         for folder in worktrees:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
                            capture_output=True, check=False)

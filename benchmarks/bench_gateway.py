@@ -122,6 +122,13 @@ def shallow_cpu_idle(enabled: bool) -> Iterator[None]:
         os.close(descriptor)  # the request lasts as long as the file is open
 
 
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=30)
+
+
 def upstream_command(port: int) -> list[str]:
     """The fast test upstream (uvicorn + uvloop + httptools) on ``port``."""
     return [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
@@ -235,10 +242,7 @@ def run(arguments: argparse.Namespace) -> None:
                 print(f"| {name} | {rate} | {median(r['rps'] for r in runs):.0f} | {p50:.2f} | {p99:.2f} | "
                       f"{p50 - base_p50:.2f} [{added[0]:.2f}–{added[-1]:.2f}] | {p99 - base_p99:.2f} |")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop(processes)
 
 
 if __name__ == "__main__":

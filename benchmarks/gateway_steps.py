@@ -36,6 +36,7 @@ from bench_gateway import (
     ROOT,
     free_port,
     setup_creditgate,
+    stop,
     upstream_command,
     wait_ready,
     wrk,
@@ -174,10 +175,7 @@ def main() -> None:
                   f"req/s, client p50 {result['p50']:.2f} ms; medians of {len(requests)} requests)\n")
             print(table(requests))
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop(processes)
 
 
 if __name__ == "__main__":
