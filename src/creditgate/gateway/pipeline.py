@@ -102,7 +102,7 @@ class Pipeline:
     config: Any
 
     in_flight: int = 0  # requests being served by this process (streams until they end)
-    reserved_while_forwarding: int = 0  # requests whose hold was committed during their forward
+    reserved_while_forwarding: int = 0  # requests sent upstream before their hold was committed
     # Available credits after this process's last write for each key (see _payer).
     _last_available: dict[str, int]
     # The most that this process's requests forwarded without a committed hold may cost, per key:
@@ -293,11 +293,10 @@ class Pipeline:
 
     async def _post(self, call: Call, *, sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
         upstreams = await self.upstreams()
-        body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
         async with upstreams.slot(call.deployment):
             with upstream_timer(call.deployment.name):
-                return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint], body,  # type: ignore[no-any-return]
-                                                 sent=sent)
+                return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint],  # type: ignore[no-any-return]
+                                                 upstream_body(call), sent=sent)
 
     async def forward_local(self, call: Call) -> Any:
         try:
@@ -313,10 +312,10 @@ class Pipeline:
         line (see reserve_while_forwarding); nothing reaches the client before the hold stands.
         """
         upstreams = await self.upstreams()
-        body = {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
         sent: asyncio.Future[None] | None = (asyncio.get_running_loop().create_future()
                                              if reserve_meanwhile else None)
-        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], body, sent=sent)
+        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], upstream_body(call),
+                                       sent=sent)
         meter = StreamMeter(call.client_wants_usage)
         opening: Any = lines.__anext__()
         if sent is not None:
@@ -546,6 +545,11 @@ def stream_meters(meter: StreamMeter, call: Call) -> dict[str, int]:
 def _prompt_bytes(body: dict[str, Any]) -> int:
     prompt = body.get("messages") if "messages" in body else body.get("prompt")
     return len(orjson.dumps(prompt)) if prompt is not None else 0
+
+
+def upstream_body(call: Call) -> dict[str, Any]:
+    """The client's request as the upstream gets it: under the upstream's name for the model."""
+    return {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
 
 
 def _payer(call: Call) -> str:
