@@ -26,9 +26,12 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import (
     BODY,
-    PYTHON,
     ROOT,
+    bare_proxy_command,
+    chat_url,
+    chat_url_of,
     free_port,
+    gateway_command,
     setup_creditgate,
     shallow_cpu_idle,
     stop,
@@ -69,16 +72,14 @@ def run(arguments: argparse.Namespace) -> None:
         upstream_port = free_port()
         upstream = f"http://127.0.0.1:{upstream_port}"
         processes.append(subprocess.Popen(upstream_command(upstream_port), env=env))
-        targets = {"upstream direct": (f"{upstream}/v1/chat/completions", "none")}
+        targets = {"upstream direct": (chat_url_of(upstream), "none")}
         for variant in arguments.variants:
             name, _, spec = variant.partition("=")
             revision, *settings = spec.split(":")
             if revision == "bare":
                 port = free_port()
-                processes.append(subprocess.Popen(
-                    [PYTHON, str(ROOT / "benchmarks" / "bare_proxy.py"), str(port),
-                     f"{upstream}/v1/chat/completions"], env=env))
-                targets[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", "none")
+                processes.append(subprocess.Popen(bare_proxy_command(port, upstream), env=env))
+                targets[name] = (chat_url(port), "none")
                 continue
             source = source_of(revision, scratch)
             if source != ROOT:
@@ -87,10 +88,9 @@ def run(arguments: argparse.Namespace) -> None:
             secret = setup_creditgate(database_url, upstream)
             port = free_port()
             extra = dict(setting.split("=", 1) for setting in settings)
-            processes.append(subprocess.Popen(
-                [PYTHON, "-m", "creditgate.gateway", "--port", str(port), "--database-url", database_url],
-                env={**env, "PYTHONPATH": f"{source / 'src'}:{ROOT}", **extra}))
-            targets[name] = (f"http://127.0.0.1:{port}/v1/chat/completions", secret)
+            processes.append(subprocess.Popen(gateway_command(port, database_url),
+                                              env={**env, "PYTHONPATH": f"{source / 'src'}:{ROOT}", **extra}))
+            targets[name] = (chat_url(port), secret)
         for url, key in targets.values():
             wait_ready(url, {"authorization": f"Bearer {key}"})
             wrk(url, key, 1, 1)

@@ -129,6 +129,24 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
         process.wait(timeout=30)
 
 
+def chat_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
+def gateway_command(port: int, database_url: str) -> list[str]:
+    """creditgate's gateway alone, one worker (``python -m creditgate.gateway``)."""
+    return [PYTHON, "-m", "creditgate.gateway", "--port", str(port), "--database-url", database_url]
+
+
+def bare_proxy_command(port: int, upstream: str) -> list[str]:
+    """The floor: bare_proxy.py in front of ``upstream`` (a base URL)."""
+    return [PYTHON, str(ROOT / "benchmarks" / "bare_proxy.py"), str(port), chat_url_of(upstream)]
+
+
+def chat_url_of(base: str) -> str:
+    return f"{base}/v1/chat/completions"
+
+
 def upstream_command(port: int) -> list[str]:
     """The fast test upstream (uvicorn + uvloop + httptools) on ``port``."""
     return [PYTHON, "-m", "uvicorn", "--factory", "tests.support.openai_upstream:create_upstream_app",
@@ -182,13 +200,11 @@ def run(arguments: argparse.Namespace) -> None:
         processes.append(subprocess.Popen([*CLIENT_CPUS, *upstream_command(upstream_port)], env=env))
         database_url = f"sqlite:///{folder}/bench.db"
         secret = setup_creditgate(database_url, upstream)
-        processes.append(subprocess.Popen([*PROXY_CPUS, PYTHON, "-m", "creditgate.gateway", "--port",
-                                           str(gateway_port), "--database-url", database_url], env=env))
-        processes.append(subprocess.Popen([*PROXY_CPUS, PYTHON, str(ROOT / "benchmarks" / "bare_proxy.py"),
-                                           str(bare_port), f"{upstream}/v1/chat/completions"], env=env))
-        targets = {"upstream direct": (f"{upstream}/v1/chat/completions", "none"),
-                   "bare proxy (floor)": (f"http://127.0.0.1:{bare_port}/v1/chat/completions", "none"),
-                   "creditgate": (f"http://127.0.0.1:{gateway_port}/v1/chat/completions", secret)}
+        processes.append(subprocess.Popen([*PROXY_CPUS, *gateway_command(gateway_port, database_url)], env=env))
+        processes.append(subprocess.Popen([*PROXY_CPUS, *bare_proxy_command(bare_port, upstream)], env=env))
+        targets = {"upstream direct": (chat_url_of(upstream), "none"),
+                   "bare proxy (floor)": (chat_url(bare_port), "none"),
+                   "creditgate": (chat_url(gateway_port), secret)}
         if Path(arguments.litellm).exists():
             config = folder / "litellm.yaml"
             config.write_text(f"model_list:\n  - model_name: mock-gpt\n    litellm_params:\n"
@@ -198,7 +214,7 @@ def run(arguments: argparse.Namespace) -> None:
                 # A master key is required to start; no database is configured, so none is used.
                 env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY},
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            targets["litellm proxy"] = (f"http://127.0.0.1:{litellm_port}/v1/chat/completions", LITELLM_KEY)
+            targets["litellm proxy"] = (chat_url(litellm_port), LITELLM_KEY)
         for url, key in targets.values():
             wait_ready(url, {"authorization": f"Bearer {key}"})
         results: dict[tuple[str, int], dict[str, float]] = {}

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import (
     PYTHON,
     ROOT,
+    chat_url,
     free_port,
     setup_creditgate,
     stop,
@@ -67,12 +68,8 @@ def _after(function: Any, name: str) -> Any:
 def serve_instrumented(port: int, database_url: str, output: Path) -> None:
     """The child: the gateway with its steps timed; every DUMP_EVERY requests their steps are
     appended to ``output``, one JSON line per request."""
-    import uvicorn
-
-    from creditgate.bootstrap import bootstrap
     from creditgate.gateway import pipeline, upstream
-    from creditgate.gateway.routes import create_gateway_app
-    from creditgate.runtime import freeze_startup_heap
+    from creditgate.gateway.__main__ import serve
 
     done: list[list[tuple[str, int, int]]] = []
     sink = output.open("a")
@@ -103,14 +100,7 @@ def serve_instrumented(port: int, database_url: str, output: Path) -> None:
         _mark("request written")
 
     upstream._SentPayload.write_with_length = write_with_length  # type: ignore[method-assign]
-    services = bootstrap(database_url, migrate=False)
-    try:
-        app = create_gateway_app(services)
-        freeze_startup_heap()
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                    lifespan="off", loop="uvloop", http="httptools")
-    finally:
-        services.close()
+    serve(database_url, "127.0.0.1", port)
 
 
 def table(requests: list[list[list[Any]]]) -> str:
@@ -163,7 +153,7 @@ def main() -> None:
             gateway = subprocess.Popen([PYTHON, __file__, "--serve", str(port), database_url, str(output)],
                                        env=env)
             processes.append(gateway)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            url = chat_url(port)
             wait_ready(url, {"authorization": f"Bearer {secret}"})
             wrk(url, secret, arguments.connections, 2, rate=rate)  # warm up: not counted
             warm_up = len(output.read_text().splitlines()) if output.exists() else 0

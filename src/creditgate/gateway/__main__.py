@@ -11,23 +11,28 @@ import argparse
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m creditgate.gateway")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--database-url", default=None)
+    arguments = parser.parse_args()
+    serve(arguments.database_url, arguments.host, arguments.port)
+
+
+def serve(database_url: str | None, host: str, port: int) -> None:
+    """Serve the gateway until stopped (also what benchmarks/gateway_steps.py runs, instrumented)."""
     import uvicorn
 
     from creditgate.bootstrap import bootstrap
     from creditgate.gateway.routes import create_gateway_app
     from creditgate.runtime import freeze_startup_heap
 
-    parser = argparse.ArgumentParser(prog="python -m creditgate.gateway")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--database-url", default=None)
-    arguments = parser.parse_args()
-    services = bootstrap(arguments.database_url, migrate=False)
+    services = bootstrap(database_url, migrate=False)
     try:
         app = create_gateway_app(services)
         freeze_startup_heap()
-        uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning",
-                    access_log=False, lifespan="off", loop="uvloop", http="httptools")
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                    loop="uvloop", http="httptools")
     finally:
         services.close()
 
