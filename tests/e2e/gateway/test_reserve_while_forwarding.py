@@ -7,6 +7,8 @@ official SDK and check that the overlap keeps reserve -> forward -> settle's gua
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import openai
 import pytest
 from tests.e2e.gateway.conftest import Stack
@@ -40,6 +42,21 @@ def spend_elsewhere(stack: Stack, org_id: str, *, leave: int = 100) -> None:
     stack.services.ledger.debit(org_id, left - leave)
 
 
+def refused_meanwhile(stack: Stack, send: Callable[[openai.OpenAI], object]) -> tuple[
+        str, openai.OpenAI, openai.APIStatusError]:
+    """A known payer whose credits another process takes: its next request, sent upstream before
+    its hold, is refused with a 402 when the hold is, and nothing is charged or left held."""
+    org_id, client, _ = known_payer(stack)
+    spend_elsewhere(stack, org_id)
+    with pytest.raises(openai.APIStatusError) as caught:
+        send(client)
+    assert caught.value.status_code == 402
+    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (100, 0)  # nothing charged, no hold left
+    return org_id, client, caught.value
+
+
 def cost(usages: tuple[object, ...]) -> int:
     return sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in usages)  # type: ignore[attr-defined]
 
@@ -60,15 +77,8 @@ def test_known_payer_is_reserved_during_the_forward_and_charged_exactly(stack: S
 
 
 def test_credits_taken_elsewhere_meanwhile_answer_402_and_charge_nothing(stack: Stack) -> None:
-    org_id, client, _ = known_payer(stack)
-    spend_elsewhere(stack, org_id)
-    with pytest.raises(openai.APIStatusError) as caught:
-        ask(client)
-    assert caught.value.status_code == 402
-    assert caught.value.body["type"] == "insufficient_credits"
-    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
-    balance = stack.services.ledger.balance(org_id)
-    assert (balance.available, balance.pending) == (100, 0)  # nothing charged, no hold left
+    _, client, refusal = refused_meanwhile(stack, ask)
+    assert refusal.body["type"] == "insufficient_credits"
     # The refusal taught the gateway: the next request reserves first and never goes upstream.
     upstream_calls = len(stack.upstream.state.reported)
     with pytest.raises(openai.APIStatusError):
@@ -127,14 +137,7 @@ def test_a_stream_is_reserved_while_the_upstream_opens_it(stack: Stack) -> None:
 
 
 def test_a_stream_refused_meanwhile_is_402_before_any_token(stack: Stack) -> None:
-    org_id, client, _ = known_payer(stack)
-    spend_elsewhere(stack, org_id)
-    with pytest.raises(openai.APIStatusError) as caught:
-        stream_text(client)
-    assert caught.value.status_code == 402
-    assert gateway(stack).reserved_while_forwarding == 1  # type: ignore[attr-defined]
-    balance = stack.services.ledger.balance(org_id)
-    assert (balance.available, balance.pending) == (100, 0)
+    refused_meanwhile(stack, stream_text)
     assert gateway(stack).in_flight == 0  # type: ignore[attr-defined]
     assert verify(stack.services.database).ok
 
