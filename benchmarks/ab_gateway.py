@@ -117,9 +117,14 @@ def run(arguments: argparse.Namespace) -> None:
                 print(f"| {name} | {label} | {added} | {p99:.2f} | {median(r['rps'] for r in mine):.0f} |")
     finally:
         stop(processes)
-        for folder in worktrees:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
-                           capture_output=True, check=False)
+        remove_worktrees(worktrees)
+
+
+def remove_worktrees(worktrees: list[Path]) -> None:
+    """Remove the worktrees that source_of checked out."""
+    for folder in worktrees:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)],
+                       capture_output=True, check=False)
 
 
 if __name__ == "__main__":

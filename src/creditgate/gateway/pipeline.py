@@ -9,7 +9,8 @@ no failure leaves a hold or a slot behind (a crashed process's holds expire by t
 
 For a key this process last saw able to pay, "reserve" and "forward" run at once
 (:meth:`Pipeline.reserve_while_forwarding`): the hold is committed while the upstream works, and
-the client still gets nothing before the hold stands.
+the client still gets nothing before the hold stands. When the upstream has answered before the
+hold's commit starts, the hold is committed with its settlement instead, in one transaction.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from creditgate.gateway.config import hold_ttl_s
 from creditgate.gateway.deployments import Deployment
 from creditgate.gateway.estimate import MaxUsage, max_usage
 from creditgate.gateway.limits import Ticket
-from creditgate.gateway.settlement import ReserveForRequest, settle_operation
+from creditgate.gateway.settlement import ReserveAndSettle, ReserveForRequest, settle_operation
 from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
 from creditgate.gateway.upstream import UpstreamFailure
 from creditgate.gateway.usage import UsageRecord, parse_tags
 from creditgate.ledger.credits import MICROS_MAX, format_amount
+from creditgate.ledger.loop_commit import DEFERRED
 from creditgate.tracking.hooks import request_settled, upstream_timer
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class Call:
     finished: bool = False
     # Forwarded before its hold was committed: counted in Pipeline._unheld until it is.
     unheld: bool = False
+    # The upstream answered before the hold's commit started: hold and settlement go as one.
+    joined: bool = False
     extra_meters: dict[str, int] = field(default_factory=dict)
     usage_recorded: bool = False  # the usage record was written with the settlement itself
 
@@ -103,6 +107,7 @@ class Pipeline:
 
     in_flight: int = 0  # requests being served by this process (streams until they end)
     reserved_while_forwarding: int = 0  # requests sent upstream before their hold was committed
+    joined_commits: int = 0  # of those, held and settled in one transaction (see _reserve_during)
     # Available credits after this process's last write for each key (see _payer).
     _last_available: dict[str, int]
     # The most that this process's requests forwarded without a committed hold may cost, per key:
@@ -213,7 +218,9 @@ class Pipeline:
             limiter = await self.limiter()
             call.ticket = await limiter.admit(principal.key_id, limits, call.limits_tokens)
 
-    async def reserve(self, call: Call) -> None:
+    async def reserve(self, call: Call, *, unless_answered: asyncio.Future[Any] | None = None) -> None:
+        """Commit the request's hold. With ``unless_answered`` (the upstream call, started), the
+        hold is left to the settlement if that call is done when the commit starts (call.joined)."""
         if call.max_cost == 0:
             return  # a free deployment: nothing to hold
         if not call.unheld and _payer(call) in self._unheld:
@@ -223,11 +230,16 @@ class Pipeline:
             await self._holds_committed(_payer(call))
         operation = self._reserve_operation(call)
         try:
-            result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
+            result = await self.services.ledger.execute_async(
+                operation, inline=self._inline_ledger(),
+                defer_if=unless_answered.done if unless_answered is not None else None)
         except BaseException:
             self._refused(call)
             await self._release_slot(call, 0)
             raise
+        if result is DEFERRED:
+            call.joined = True  # still unheld: counted in _unheld until the joined commit
+            return
         self._reserved(call, result)
 
     def _reserve_operation(self, call: Call) -> ReserveForRequest:
@@ -283,7 +295,10 @@ class Pipeline:
         try:
             await sent  # reserve once the request is on the wire, so that both run at once
             if not upstream.done() or isinstance(upstream.exception(), (type(None), StopAsyncIteration)):
-                await self.reserve(call)
+                # A plain answer that is in by the time the hold's commit starts (a fast upstream
+                # at a low rate: it runs while this thread writes to it) needs no hold of its
+                # own: the hold is committed with the settlement, one transaction, not two.
+                await self.reserve(call, unless_answered=None if call.stream else upstream)
         except BaseException:
             upstream.cancel()
             with contextlib.suppress(BaseException):
@@ -382,7 +397,9 @@ class Pipeline:
         # the rest, or the charge would stand without its usage record (or its slot).
         with anyio.CancelScope(shield=True):
             try:
-                if call.hold_id is not None:
+                if call.joined:
+                    result = await self._reserve_and_settle(call, cost, meters, status)
+                elif call.hold_id is not None:
                     result = await self._close_hold(call, cost, usage=self._usage_builder(call, meters, cost, status))
                 elif cost > 0:
                     result = await self._debit(call, cost)
@@ -475,6 +492,23 @@ class Pipeline:
             # The hold outlived its ttl (a very long stream): charge what was used directly.
             log.warning("hold %s was no longer pending at settlement", call.hold_id)
             return await self._debit(call, cost) if cost else {}
+
+    async def _reserve_and_settle(self, call: Call, cost: int, meters: dict[str, int],
+                                  status: str) -> dict[str, Any]:
+        """The joined commit: hold and settlement at once. Refused (402) with nothing written
+        when the credits went elsewhere meanwhile; the answer is then not delivered."""
+        operation = ReserveAndSettle(call.principal.org_id, None, reserve=self._reserve_operation(call),
+                                     cost=cost, usage=self._usage_builder(call, meters, cost, status))
+        try:
+            result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
+        except BaseException:
+            self._refused(call)
+            await self._release_slot(call, 0)
+            raise
+        self.joined_commits += 1
+        self._reserved(call, result)
+        call.usage_recorded = True
+        return result  # type: ignore[no-any-return]
 
     async def _debit(self, call: Call, cost: int) -> dict[str, Any]:
         ledger = self.services.ledger

@@ -1,5 +1,9 @@
 """The gateway's two ledger writes per request: reserve a hold, then settle it.
 
+When the upstream has answered before the hold is committed (a fast upstream at a low rate), the
+two go as one operation, :class:`ReserveAndSettle`: the same hold and the same two journal
+transactions, in one database transaction instead of two.
+
 Both are ledger operations run by the group-commit writer (many requests per database
 transaction). They extend the ledger's own ``Reserve`` and ``Post`` so that each answer also
 carries the organization's available balance right after the write: the gateway reports it in
@@ -15,12 +19,12 @@ request is never charged less than the hold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from creditgate.errors import InsufficientCredits
 from creditgate.ledger.book import Book
-from creditgate.ledger.operations import Post, Reserve, Void
+from creditgate.ledger.operations import Operation, Post, Reserve, Void
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +89,30 @@ def settle_operation(org_id: str, hold_id: str, *, cost: int, held: int, scope: 
         return VoidRequest(org_id, None, hold_id=hold_id, scope=scope, subjects=subjects, usage=usage)
     return SettleRequest(org_id, None, hold_id=hold_id, actual=min(cost, held), cost=cost,
                          held=held, scope=scope, subjects=subjects, usage=usage)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveAndSettle(Operation):
+    """Reserve ``reserve`` and settle it at ``cost`` at once (see the module docstring).
+
+    Refused as a whole, with nothing written, when the credits no longer cover the hold: the
+    request then answers 402 exactly as if its hold had been refused before the upstream ran.
+    """
+
+    kind: ClassVar[str] = "hold_reserve_settle"
+    reserve: ReserveForRequest = field(default=None)  # type: ignore[assignment]
+    cost: int = 0
+    usage: Any = None
+
+    def params(self) -> dict[str, Any]:
+        return {**self.reserve.params(), "cost": self.cost}
+
+    def rider(self, result: dict[str, Any]) -> Any:
+        return self.usage(result) if self.usage is not None else None
+
+    def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+        reserve = self.reserve
+        held = reserve.apply(book, now_us, None)  # raises before it changes anything
+        settle = settle_operation(self.org_id, held["hold_id"], cost=self.cost, held=reserve.amount,
+                                  scope=reserve.scope, subjects=reserve.subjects)
+        return {**settle.apply(book, now_us, None), "hold_id": held["hold_id"]}

@@ -10,15 +10,23 @@ the loop spends that time on the commit instead of on the hand-offs around it.
 Whenever the write cannot start at once (the writer thread is busy, or another process holds
 SQLite's write lock) the operations go to the writer thread's queue instead, so the loop never
 sleeps on a lock. On PostgreSQL everything goes to the writer thread.
+
+An operation may come with ``defer_if``: asked when its batch is about to be committed, a yes
+leaves the operation out and answers its caller :data:`DEFERRED` instead. The gateway uses it for
+a hold whose upstream has answered by then: the hold is better committed together with its
+settlement, one transaction instead of two (see ``Pipeline._reserve_during``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from creditgate.ledger.group_commit import NOT_INLINE, GroupCommitWriter, settle_futures
 from creditgate.ledger.operations import Operation
+
+DEFERRED: Final = {"deferred": True}  # the answer to an operation left out by its defer_if
 
 
 class LoopCommitter:
@@ -28,13 +36,14 @@ class LoopCommitter:
         # No reference to the loop itself: the ledger keeps one committer per loop in a
         # WeakKeyDictionary, and a value that referred to its key would keep every loop alive.
         self._writer = writer
-        self._pending: list[tuple[Operation, asyncio.Future[dict[str, Any]]]] = []
+        self._pending: list[tuple[Operation, asyncio.Future[dict[str, Any]], Callable[[], bool] | None]] = []
 
-    def submit(self, operation: Operation) -> asyncio.Future[dict[str, Any]]:
+    def submit(self, operation: Operation, *,
+               defer_if: Callable[[], bool] | None = None) -> asyncio.Future[dict[str, Any]]:
         """Called on the loop this committer belongs to."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._pending.append((operation, future))
+        self._pending.append((operation, future, defer_if))
         if len(self._pending) == 1:
             # call_soon runs after the callbacks already ready in this turn: their operations
             # join this batch.
@@ -42,7 +51,16 @@ class LoopCommitter:
         return future
 
     def _commit(self) -> None:
-        batch, self._pending = self._pending, []
+        pending, self._pending = self._pending, []
+        batch: list[tuple[Operation, asyncio.Future[dict[str, Any]]]] = []
+        for operation, future, defer_if in pending:
+            if defer_if is not None and defer_if():
+                if not future.done():
+                    future.set_result(DEFERRED)
+            else:
+                batch.append((operation, future))
+        if not batch:
+            return
         outcomes = self._writer.try_inline_batch([operation for operation, _ in batch])
         if outcomes is NOT_INLINE:
             for operation, future in batch:

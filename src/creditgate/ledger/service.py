@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -91,12 +91,14 @@ class Ledger:
     def execute(self, operation: Operation) -> dict[str, Any]:
         return self.writer.submit(operation).result()
 
-    async def execute_async(self, operation: Operation, *, inline: bool = False) -> dict[str, Any]:
+    async def execute_async(self, operation: Operation, *, inline: bool = False,
+                            defer_if: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Run ``operation`` from an event loop. With ``inline=True`` (on SQLite) the loop commits
         the operations of its current turn itself (see :mod:`creditgate.ledger.loop_commit`);
-        otherwise the writer thread does."""
+        otherwise the writer thread does. ``defer_if`` (inline only) may leave the operation
+        out when its batch commits: the answer is then ``loop_commit.DEFERRED``."""
         if inline and self.writer.inline_enabled:
-            return await self._loop_committer().submit(operation)
+            return await self._loop_committer().submit(operation, defer_if=defer_if)
         return await self.writer.submit_async(operation)
 
     def _loop_committer(self) -> LoopCommitter:

@@ -17,6 +17,7 @@ import pytest
 from creditgate.errors import InsufficientCredits
 from creditgate.ledger.credits import parse_amount as c
 from creditgate.ledger.group_commit import NOT_INLINE
+from creditgate.ledger.loop_commit import DEFERRED
 from creditgate.ledger.operations import Post
 from creditgate.ledger.service import Ledger
 from creditgate.ledger.verify import verify
@@ -153,6 +154,36 @@ def test_operations_of_one_loop_turn_commit_together_each_with_its_own_outcome(s
     refused = [o for o in outcomes if isinstance(o, InsufficientCredits)]
     assert (len(held), len(refused)) == (5, 2)
     assert ledger.balance(org_id).pending == c("5")
+    assert verify(ledger.database).ok
+
+
+def test_an_operation_deferred_at_commit_time_is_left_out_and_told_so(sqlite_ledger: Ledger) -> None:
+    ledger = sqlite_ledger
+    org_id = ledger.create_org("acme").id
+    ledger.grant(org_id, c("5"))
+    asked: list[str] = []
+
+    def ask(answer: bool, name: str) -> Any:
+        def defer_if() -> bool:
+            asked.append(name)  # asked when the batch commits, not when submitted
+            return answer
+        return defer_if
+
+    async def turn() -> list[Any]:
+        submitted = [ledger.execute_async(ledger.reserve_operation(org_id, c("1")), inline=True,
+                                          defer_if=ask(answer, name))
+                     for answer, name in ((True, "deferred"), (False, "kept"))]
+        tasks = [asyncio.ensure_future(each) for each in submitted]
+        await asyncio.sleep(0)  # the tasks submit; the commit is at the end of this turn
+        assert asked == []
+        return await asyncio.gather(*tasks)
+
+    batches_before = ledger.writer.batches
+    deferred, kept = asyncio.run(turn())
+    assert asked == ["deferred", "kept"]
+    assert deferred is DEFERRED and "hold_id" in kept
+    assert ledger.writer.batches == batches_before + 1
+    assert ledger.balance(org_id).pending == c("1")  # only the kept hold was written
     assert verify(ledger.database).ok
 
 
