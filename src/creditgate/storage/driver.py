@@ -107,8 +107,7 @@ class Driver:
         cursor = self.raw.cursor()
         try:
             if not self.postgres:
-                setters = ", ".join(f"{column} = ?" for column, _ in assignments)
-                cursor.executemany(f"UPDATE {table} SET {setters} WHERE id = ?", rows)
+                cursor.executemany(_sqlite_update(table, assignments), rows)
                 return
             names = [column for column, _ in assignments] + ["id"]
             arrays = ", ".join(f"%s::{kind}[]" for _, kind in assignments) + ", %s::text[]"
@@ -170,6 +169,12 @@ class Driver:
 def _sqlite_insert(table: str, names: str, tail: str) -> str:
     marks = ",".join(["?"] * len(names.split(",")))
     return f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}"
+
+
+@cache
+def _sqlite_update(table: str, assignments: tuple[tuple[str, str], ...]) -> str:
+    setters = ", ".join(f"{column} = ?" for column, _ in assignments)
+    return f"UPDATE {table} SET {setters} WHERE id = ?"
 
 
 @cache
