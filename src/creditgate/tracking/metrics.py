@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -114,6 +113,7 @@ class Metrics:
         self.pending = _PendingHolds()
         self.registry.register(self.pending)
         self._request_children: dict[tuple[str, str, str | None], tuple[Any, ...]] = {}
+        self._upstream_series: dict[str, Any] = {}
 
     def bind(self, database: Any) -> None:
         self.pending.database = database
@@ -156,16 +156,35 @@ class Metrics:
         elif code == 429:
             self.rate_limited.inc()
 
-    @contextmanager
-    def upstream_timer(self, deployment: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.upstream_latency.labels(self.deployment(deployment)).observe(time.perf_counter() - started)
+    def upstream_timer(self, deployment: str) -> _Timer:
+        """Times the block into the deployment's upstream latency series (kept per deployment,
+        as the request series are)."""
+        series = self._upstream_series.get(deployment)
+        if series is None:
+            series = self.upstream_latency.labels(self.deployment(deployment))
+            if len(self._upstream_series) >= REQUEST_CHILDREN_CACHED_MAX:
+                self._upstream_series.clear()
+            self._upstream_series[deployment] = series
+        return _Timer(series)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Timer:
+    """A with-block's duration, observed into one histogram series, even when the block raises."""
+
+    __slots__ = ("_series", "_started")
+
+    def __init__(self, series: Any) -> None:
+        self._series = series
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self._series.observe(time.perf_counter() - self._started)
 
 
 # One registry per process: the gateway's hooks reach it without being handed the services.
