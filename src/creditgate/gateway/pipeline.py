@@ -228,19 +228,24 @@ class Pipeline:
             # holds be committed before this one, so that this hold cannot take their credits
             # and leave their upstream work unpaid (they would answer 402).
             await self._holds_committed(_payer(call))
-        operation = self._reserve_operation(call)
-        try:
-            result = await self.services.ledger.execute_async(
-                operation, inline=self._inline_ledger(),
-                defer_if=unless_answered.done if unless_answered is not None else None)
-        except BaseException:
-            self._refused(call)
-            await self._release_slot(call, 0)
-            raise
+        result = await self._commit_hold(call, self._reserve_operation(call),
+                                         defer_if=unless_answered.done if unless_answered is not None else None)
         if result is DEFERRED:
             call.joined = True  # still unheld: counted in _unheld until the joined commit
             return
         self._reserved(call, result)
+
+    async def _commit_hold(self, call: Call, operation: Any, *,
+                           defer_if: Any = None) -> dict[str, Any]:
+        """Commit an operation that creates the request's hold; a refusal forgets the key's
+        balance and gives back the rate-limit slot before it leaves."""
+        try:
+            return await self.services.ledger.execute_async(  # type: ignore[no-any-return]
+                operation, inline=self._inline_ledger(), defer_if=defer_if)
+        except BaseException:
+            self._refused(call)
+            await self._release_slot(call, 0)
+            raise
 
     def _reserve_operation(self, call: Call) -> ReserveForRequest:
         deployment = call.deployment
@@ -497,18 +502,13 @@ class Pipeline:
                                   status: str) -> dict[str, Any]:
         """The joined commit: hold and settlement at once. Refused (402) with nothing written
         when the credits went elsewhere meanwhile; the answer is then not delivered."""
-        operation = ReserveAndSettle(call.principal.org_id, None, reserve=self._reserve_operation(call),
-                                     cost=cost, usage=self._usage_builder(call, meters, cost, status))
-        try:
-            result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
-        except BaseException:
-            self._refused(call)
-            await self._release_slot(call, 0)
-            raise
+        result = await self._commit_hold(call, ReserveAndSettle(
+            call.principal.org_id, None, reserve=self._reserve_operation(call), cost=cost,
+            usage=self._usage_builder(call, meters, cost, status)))
         self.joined_commits += 1
         self._reserved(call, result)
         call.usage_recorded = True
-        return result  # type: ignore[no-any-return]
+        return result
 
     async def _debit(self, call: Call, cost: int) -> dict[str, Any]:
         ledger = self.services.ledger
