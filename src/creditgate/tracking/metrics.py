@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -28,6 +28,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 DEPLOYMENT_LABELS_MAX: Final = 200
 ORG_LABELS_MAX: Final = 1_000
 REQUEST_CHILDREN_CACHED_MAX: Final = 10_000
+_Series = TypeVar("_Series")
 OTHER: Final = "other"
 REQUEST_STATUSES: Final = frozenset({"ok", "error", "partial"})
 HTTP_CODES: Final = frozenset({200, 400, 401, 402, 403, 404, 405, 409, 413, 422, 429, 500, 502, 503, 504})
@@ -141,12 +142,9 @@ class Metrics:
         labels = [name, status if status in REQUEST_STATUSES else OTHER]
         if self.org_label:
             labels.append(self.org(org_id or ""))
-        children = (self.requests.labels(*labels), self.tokens.labels(name, "input"),
-                    self.tokens.labels(name, "output"), self.credits.labels(name), self.latency.labels(name))
-        if len(self._request_children) >= REQUEST_CHILDREN_CACHED_MAX:
-            self._request_children.clear()
-        self._request_children[(deployment, status, org_id)] = children
-        return children
+        return _kept(self._request_children, (deployment, status, org_id), (
+            self.requests.labels(*labels), self.tokens.labels(name, "input"), self.tokens.labels(name, "output"),
+            self.credits.labels(name), self.latency.labels(name)))
 
     def observe_response(self, code: int, latency_s: float) -> None:
         self.responses.labels(str(code) if code in HTTP_CODES else OTHER).inc()
@@ -161,14 +159,21 @@ class Metrics:
         as the request series are)."""
         series = self._upstream_series.get(deployment)
         if series is None:
-            series = self.upstream_latency.labels(self.deployment(deployment))
-            if len(self._upstream_series) >= REQUEST_CHILDREN_CACHED_MAX:
-                self._upstream_series.clear()
-            self._upstream_series[deployment] = series
+            series = _kept(self._upstream_series, deployment,
+                           self.upstream_latency.labels(self.deployment(deployment)))
         return _Timer(series)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _kept(cache: dict[Any, _Series], key: Any, series: _Series) -> _Series:
+    """Keep ``series`` under ``key`` (label values, bounded by the label caps, but a cache emptied
+    when full all the same) and answer it."""
+    if len(cache) >= REQUEST_CHILDREN_CACHED_MAX:
+        cache.clear()
+    cache[key] = series
+    return series
 
 
 class _Timer:
