@@ -51,6 +51,20 @@ def source_of(revision: str, scratch: Path) -> Path:
     return folder
 
 
+def revision_gateway(name: str, revision: str, scratch: Path, upstream: str,
+                     worktrees: list[Path]) -> tuple[list[str], str, str, str]:
+    """creditgate's gateway at ``revision`` ready to start, on a SQLite database of its own under
+    ``scratch`` with the benchmark's organization and deployment: its command line, PYTHONPATH,
+    chat URL and org key. A worktree it checks out is added to ``worktrees``."""
+    source = source_of(revision, scratch)
+    if source != ROOT:
+        worktrees.append(source)
+    database_url = f"sqlite:///{scratch}/{name}.db"
+    secret = setup_creditgate(database_url, upstream)
+    port = free_port()
+    return gateway_command(port, database_url), f"{source / 'src'}:{ROOT}", chat_url(port), secret
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("variants", nargs="+", help="name=revision[:ENV=value[:ENV=value]]")
@@ -81,16 +95,10 @@ def run(arguments: argparse.Namespace) -> None:
                 processes.append(subprocess.Popen(bare_proxy_command(port, upstream), env=env))
                 targets[name] = (chat_url(port), "none")
                 continue
-            source = source_of(revision, scratch)
-            if source != ROOT:
-                worktrees.append(source)
-            database_url = f"sqlite:///{scratch}/{name}.db"
-            secret = setup_creditgate(database_url, upstream)
-            port = free_port()
+            command, python_path, url, secret = revision_gateway(name, revision, scratch, upstream, worktrees)
             extra = dict(setting.split("=", 1) for setting in settings)
-            processes.append(subprocess.Popen(gateway_command(port, database_url),
-                                              env={**env, "PYTHONPATH": f"{source / 'src'}:{ROOT}", **extra}))
-            targets[name] = (chat_url(port), secret)
+            processes.append(subprocess.Popen(command, env={**env, "PYTHONPATH": python_path, **extra}))
+            targets[name] = (url, secret)
         for url, key in targets.values():
             wait_ready(url, {"authorization": f"Bearer {key}"})
             wrk(url, key, 1, 1)

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ab_gateway import remove_worktrees, source_of
+from ab_gateway import remove_worktrees, revision_gateway
 from bench_gateway import (
     BODY,
     PYTHON,
@@ -40,8 +40,6 @@ from bench_gateway import (
     chat_url,
     chat_url_of,
     free_port,
-    gateway_command,
-    setup_creditgate,
     stop,
     upstream_command,
     wait_ready,
@@ -169,15 +167,9 @@ def main() -> None:
                                                        "none", arguments.requests, folder / "bare.out")))
         for variant in ["creditgate=.", *arguments.variants]:
             name, _, revision = variant.partition("=")
-            source = source_of(revision, folder)
-            if source != ROOT:
-                worktrees.append(source)
-            database_url = f"sqlite:///{folder}/{name}.db"
-            secret = setup_creditgate(database_url, upstream)
-            port = free_port()
-            rows.append((name, per_request(gateway_command(port, database_url),
-                                           {**env, "PYTHONPATH": f"{source / 'src'}:{ROOT}"}, chat_url(port),
-                                           secret, arguments.requests, folder / f"{name}.out")))
+            command, python_path, url, secret = revision_gateway(name, revision, folder, upstream, worktrees)
+            rows.append((name, per_request(command, {**env, "PYTHONPATH": python_path}, url, secret,
+                                           arguments.requests, folder / f"{name}.out")))
         print(f"\n**Whole requests** ({arguments.requests} one after another, one connection; "
               f"request: {BODY})\n")
         print("| target | instructions per request | × floor |")
