@@ -137,8 +137,8 @@ def balance(org: str, db: str | None = DB_OPTION, as_json: bool = JSON_OPTION) -
         found = built.ledger.find_org(org)
         result = built.ledger.balance(found.id)
     body: dict[str, Any] = {"org_id": found.id, "available": format_amount(result.available),
-            "pending": format_amount(result.pending), "debt": format_amount(result.debt),
-            "grants": [grant_json(g) for g in result.grants]}
+                            "pending": format_amount(result.pending), "debt": format_amount(result.debt),
+                            "grants": [grant_json(g) for g in result.grants]}
     if as_json:
         return print_json(body)
     console.print(f"[bold]{found.name}[/bold]  available [green]{body['available']}[/green]  "
