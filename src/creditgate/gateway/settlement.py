@@ -27,6 +27,17 @@ from creditgate.ledger.book import Book
 from creditgate.ledger.operations import Operation, Post, Reserve, Void
 
 
+class _CarriesUsage:
+    """An operation whose ``usage`` (result -> the request's usage record) is stored in the same
+    transaction as the operation itself (see ``GroupCommitWriter.add_side_writer``)."""
+
+    __slots__ = ()
+    usage: Any
+
+    def rider(self, result: dict[str, Any]) -> Any:
+        return self.usage(result) if self.usage is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class ReserveForRequest(Reserve):
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
@@ -35,7 +46,7 @@ class ReserveForRequest(Reserve):
 
 
 @dataclass(frozen=True, slots=True)
-class SettleRequest(Post):
+class SettleRequest(_CarriesUsage, Post):
     """Post ``min(cost, held)``; debit any excess in the same write (see the module docstring)."""
 
     cost: int = 0
@@ -43,9 +54,6 @@ class SettleRequest(Post):
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
     usage: Any = None  # builds the request's usage record from the result, stored atomically
-
-    def rider(self, result: dict[str, Any]) -> Any:
-        return self.usage(result) if self.usage is not None else None
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Post.apply(self, book, now_us, fingerprint)
@@ -65,13 +73,10 @@ class SettleRequest(Post):
 
 
 @dataclass(frozen=True, slots=True)
-class VoidRequest(Void):
+class VoidRequest(_CarriesUsage, Void):
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
     usage: Any = None
-
-    def rider(self, result: dict[str, Any]) -> Any:
-        return self.usage(result) if self.usage is not None else None
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Void.apply(self, book, now_us, fingerprint)
@@ -92,7 +97,7 @@ def settle_operation(org_id: str, hold_id: str, *, cost: int, held: int, scope: 
 
 
 @dataclass(frozen=True, slots=True)
-class ReserveAndSettle(Operation):
+class ReserveAndSettle(_CarriesUsage, Operation):
     """Reserve ``reserve`` and settle it at ``cost`` at once (see the module docstring).
 
     Refused as a whole, with nothing written, when the credits no longer cover the hold: the
@@ -106,9 +111,6 @@ class ReserveAndSettle(Operation):
 
     def params(self) -> dict[str, Any]:
         return {**self.reserve.params(), "cost": self.cost}
-
-    def rider(self, result: dict[str, Any]) -> Any:
-        return self.usage(result) if self.usage is not None else None
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         reserve = self.reserve

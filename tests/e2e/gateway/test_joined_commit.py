@@ -72,7 +72,7 @@ def test_an_answer_in_before_the_hold_commits_is_held_and_settled_in_one_transac
         batches = writer.batches
         charge = await gateway.settle(call, METERS)
         assert writer.batches == batches + 1  # hold and settlement: one transaction
-        gateway._held(call)
+        assert gateway._unheld == {}  # the joined commit itself ended its wait for a hold
         return call, charge
 
     call, charge = asyncio.run(run())
@@ -100,7 +100,7 @@ def test_a_joined_commit_that_the_credits_no_longer_cover_writes_nothing(stack: 
         assert call.joined
         with pytest.raises(InsufficientCredits):
             await gateway.settle(call, METERS)
-        gateway._held(call)
+        assert gateway._unheld == {}  # the refusal itself ended its wait for a hold
 
     asyncio.run(run())
     balance = stack.services.ledger.balance(org_id)
