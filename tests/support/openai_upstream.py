@@ -4,6 +4,7 @@ Deterministic: a reply is ``reply_tokens`` words ("tok0 tok1 ..."), cut at ``max
 tokens are the words of the prompt plus 3 per message. Directives in the prompt change behaviour:
 ``#error500`` (a 500 answer), ``#overreport`` (usage far above max_tokens), ``#slow`` (sleeps
 past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE] or usage),
+``#crash`` (the stream breaks off after two chunks: the connection drops mid-answer),
 ``#drip`` (5 ms between stream chunks). Every usage it reports is appended to ``reported``.
 """
 
@@ -20,6 +21,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 REPLY_TOKENS = 5
+
+
+class UpstreamCrashed(Exception):
+    pass
 
 
 def _prompt(body: dict[str, Any]) -> tuple[str, int]:
@@ -103,6 +108,8 @@ async def _stream(kind: str, model: str, words: list[str], usage: dict[str, Any]
     for index, word in enumerate(words):
         if "#cut" in text and index == 2:
             return
+        if "#crash" in text and index == 2:
+            raise UpstreamCrashed("a crash mid-stream")  # the server drops the connection
         if "#drip" in text:
             await asyncio.sleep(0.005)
         if kind == "chat":

@@ -119,7 +119,7 @@ class Upstreams:
                     if line:
                         yield line
             except (TimeoutError, aiohttp.ClientError, ValueError) as error:
-                raise _transport_failure(deployment, error) from None
+                raise _transport_failure(deployment, error, mid_stream=True) from None
         finally:
             response.release()
 
@@ -142,10 +142,14 @@ class _SentPayload(aiohttp.BytesPayload):
             self._sent.set_result(None)
 
 
-def _transport_failure(deployment: Deployment, error: BaseException) -> UpstreamFailure:
+def _transport_failure(deployment: Deployment, error: BaseException, *,
+                       mid_stream: bool = False) -> UpstreamFailure:
     if isinstance(error, asyncio.TimeoutError):
         return UpstreamFailure(504, f"the upstream of {deployment.name} timed out after "
                                     f"{deployment.timeout_ms / 1000:g} s", code="upstream_timeout")
+    if mid_stream:
+        return UpstreamFailure(502, f"the upstream of {deployment.name} broke off mid-stream "
+                                    f"({type(error).__name__})", code="upstream_stream_broken")
     return UpstreamFailure(502, f"the upstream of {deployment.name} could not be reached "
                                 f"({type(error).__name__})", code="upstream_unreachable")
 
