@@ -423,8 +423,21 @@ class Pipeline:
         return Charge(cost, available, meters)
 
     async def abandon(self, call: Call, error: BaseException) -> None:
-        """Nothing was delivered: void the hold, charge nothing, record the failure."""
+        """Nothing was delivered: void the hold, charge nothing, record the failure.
+
+        Except when the upstream failed and the deployment has a per-request fee (a price for
+        its ``requests`` meter): every request that reached the upstream pays that fee, failed
+        or not, and nothing more.
+        """
         if call.finished:
+            return
+        if isinstance(error, UpstreamFailure) and call.deployment.prices.price("requests"):
+            try:
+                await self.settle(call, {"requests": 1}, status="error")
+            except CreditgateError:
+                # A joined commit refused (the credits went elsewhere): nothing held or charged.
+                log.warning("the per-request fee of a failed request to %s was not charged",
+                            call.deployment.name)
             return
         call.finished = True
         with anyio.CancelScope(shield=True):

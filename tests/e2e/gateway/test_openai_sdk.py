@@ -7,6 +7,7 @@ import pytest
 from tests.e2e.gateway.conftest import Stack
 
 from creditgate.ledger.credits import format_amount, parse_amount
+from creditgate.ledger.verify import verify
 
 
 def cost(input_tokens: int, output_tokens: int) -> int:
@@ -164,3 +165,22 @@ def test_overreporting_upstream_posts_hold_and_debits_excess(stack: Stack) -> No
     assert balance.available == parse_amount("10") - expected and balance.pending == 0
     [row] = stack.usage_rows()
     assert row["credits"] == expected
+
+
+def test_a_per_request_fee_is_all_that_a_failed_upstream_request_costs(stack: Stack) -> None:
+    fee = parse_amount("0.01")  # a `requests` price of 10,000 credits per million requests
+    stack.deploy(name="mock-gpt", prices={"input_tokens": "150", "output_tokens": "600", "requests": "10000",
+                                          "per": 1000000})
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    for content in ("#error500", "#error500 again", "#error500 and again"):  # hold first, then overlapped
+        with pytest.raises(openai.InternalServerError):
+            stack.openai(secret).chat.completions.create(
+                model="mock-gpt", messages=[{"role": "user", "content": content}], max_tokens=5)
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10") - 3 * fee, 0)
+    assert [(row["credits"], row["meters"]) for row in stack.usage_rows()] == [(fee, {"requests": 1})] * 3
+    completion = stack.openai(secret).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "hello"}], max_tokens=5)
+    expected = cost(completion.usage.prompt_tokens, completion.usage.completion_tokens) + fee
+    assert stack.services.ledger.balance(org_id).available == parse_amount("10") - 3 * fee - expected
+    assert verify(stack.services.database).ok
