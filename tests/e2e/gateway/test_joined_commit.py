@@ -20,6 +20,7 @@ from tests.e2e.gateway.conftest import Stack
 
 from creditgate.errors import InsufficientCredits
 from creditgate.gateway.pipeline import Call
+from creditgate.gateway.upstream import UpstreamFailure
 from creditgate.ledger.credits import parse_amount
 from creditgate.ledger.verify import verify
 from creditgate.storage.schema import holds, journal_transactions
@@ -128,3 +129,28 @@ def test_an_upstream_still_working_when_the_hold_commits_gets_its_own_hold(stack
     balance = stack.services.ledger.balance(org_id)
     assert (balance.available, balance.pending) == (parse_amount("10") - COST, 0)
     assert gateway.joined_commits == 0
+
+
+def test_a_failed_upstream_call_whose_hold_was_left_to_the_settlement_pays_only_the_fee(stack: Stack) -> None:
+    fee = parse_amount("0.01")
+    stack.deploy(name="mock-gpt", prices={"input_tokens": "150", "output_tokens": "600", "requests": "10000",
+                                          "per": 1000000})
+    org_id, key_id, secret = stack.org_with_key("acme", "10")
+    gateway: Any = stack.services.extras["gateway"]
+    gateway._remember_available(key_id, parse_amount("10"))
+
+    async def run() -> None:
+        call = await a_call(stack, secret)
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(UpstreamFailure(500, "the upstream broke"))
+        await gateway.reserve(call, unless_answered=failed)
+        assert call.joined and call.hold_id is None
+        await gateway.abandon(call, failed.exception())
+        assert call.hold_id is not None and gateway._unheld == {}
+
+    asyncio.run(run())
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10") - fee, 0)
+    assert gateway.joined_commits == 1
+    assert [(row["credits"], row["meters"]) for row in stack.usage_rows()] == [(fee, {"requests": 1})]
+    assert verify(stack.services.database).ok
