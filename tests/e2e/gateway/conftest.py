@@ -17,6 +17,14 @@ from creditgate.ledger.credits import parse_amount
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef"
 PRICES = {"input_tokens": "150", "output_tokens": "600", "per": 1000000}
+# PRICES plus a per-request fee: 10,000 credits per million requests, FEE micro-credits a request.
+PRICES_WITH_FEE = {**PRICES, "requests": "10000"}
+FEE = parse_amount("0.01")
+
+
+def cost(input_tokens: int, output_tokens: int) -> int:
+    """Micro-credits at PRICES: 150 / 600 credits per million tokens (150 and 600 micro-credits a token)."""
+    return input_tokens * 150 + output_tokens * 600
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tests.e2e.gateway.conftest import Stack
+from tests.e2e.gateway.conftest import FEE, PRICES_WITH_FEE, Stack
 
 from creditgate.errors import InsufficientCredits
 from creditgate.gateway.pipeline import Call
@@ -132,9 +132,8 @@ def test_an_upstream_still_working_when_the_hold_commits_gets_its_own_hold(stack
 
 
 def test_a_failed_upstream_call_whose_hold_was_left_to_the_settlement_pays_only_the_fee(stack: Stack) -> None:
-    fee = parse_amount("0.01")
-    stack.deploy(name="mock-gpt", prices={"input_tokens": "150", "output_tokens": "600", "requests": "10000",
-                                          "per": 1000000})
+    fee = FEE
+    stack.deploy(name="mock-gpt", prices=PRICES_WITH_FEE)
     org_id, key_id, secret = stack.org_with_key("acme", "10")
     gateway: Any = stack.services.extras["gateway"]
     gateway._remember_available(key_id, parse_amount("10"))

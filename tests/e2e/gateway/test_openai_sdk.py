@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import openai
 import pytest
-from tests.e2e.gateway.conftest import Stack
+from tests.e2e.gateway.conftest import FEE, PRICES_WITH_FEE, Stack, cost
 
 from creditgate.ledger.credits import format_amount, parse_amount
 from creditgate.ledger.verify import verify
-
-
-def cost(input_tokens: int, output_tokens: int) -> int:
-    """Micro-credits at 150 / 600 credits per million tokens (150 and 600 micro-credits a token)."""
-    return input_tokens * 150 + output_tokens * 600
 
 
 def test_chat_is_charged_from_upstream_usage(stack: Stack) -> None:
@@ -168,9 +163,8 @@ def test_overreporting_upstream_posts_hold_and_debits_excess(stack: Stack) -> No
 
 
 def test_a_per_request_fee_is_all_that_a_failed_upstream_request_costs(stack: Stack) -> None:
-    fee = parse_amount("0.01")  # a `requests` price of 10,000 credits per million requests
-    stack.deploy(name="mock-gpt", prices={"input_tokens": "150", "output_tokens": "600", "requests": "10000",
-                                          "per": 1000000})
+    fee = FEE
+    stack.deploy(name="mock-gpt", prices=PRICES_WITH_FEE)
     org_id, _, secret = stack.org_with_key("acme", "10")
     for content in ("#error500", "#error500 again", "#error500 and again"):  # hold first, then overlapped
         with pytest.raises(openai.InternalServerError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import openai
 import orjson
 import pytest
-from tests.e2e.gateway.conftest import Stack
+from tests.e2e.gateway.conftest import Stack, cost
 
 from creditgate.ledger.credits import parse_amount
 from creditgate.ledger.verify import verify
@@ -22,11 +22,6 @@ DELIVERED = 2  # the test upstream sends two chunks before it stops
 
 def estimated_input_tokens(messages: list[dict[str, str]]) -> int:
     return -(-len(orjson.dumps(messages)) // 4)
-
-
-def cost(input_tokens: int, output_tokens: int) -> int:
-    """Micro-credits at 150 / 600 credits per million tokens."""
-    return input_tokens * 150 + output_tokens * 600
 
 
 def assert_charged_for_what_was_delivered(stack: Stack, org_id: str, messages: list[dict[str, str]]) -> None:
