@@ -43,7 +43,7 @@ from creditgate.gateway.limits import Ticket
 from creditgate.gateway.settlement import ReserveAndSettle, ReserveForRequest, settle_operation
 from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
 from creditgate.gateway.upstream import UpstreamFailure
-from creditgate.gateway.usage import UsageRecord, parse_tags
+from creditgate.gateway.usage import TAG_LENGTH_MAX, UsageRecord, parse_tags
 from creditgate.ledger.credits import MICROS_MAX, format_amount
 from creditgate.ledger.loop_commit import DEFERRED
 from creditgate.tracking.hooks import request_settled, upstream_timer
@@ -356,6 +356,7 @@ class Pipeline:
 
         async def events() -> Any:
             line: bytes | None = first
+            broken_by: str | None = None
             try:
                 while line is not None:
                     out = meter.feed(line)
@@ -366,10 +367,13 @@ class Pipeline:
                     line = await anext(lines, None)
             except UpstreamFailure as failure:
                 meter.failed = failure.to_dict()
+                broken_by = failure.code
                 yield b"data: " + orjson.dumps(meter.failed) + b"\n\n"
             await lines.aclose()
+            if not meter.done and broken_by is None:
+                broken_by = stream_error_code(meter.failed)
             charge = await self.settle(call, stream_meters(meter, call),
-                                       status="ok" if meter.done else "partial")
+                                       status="ok" if meter.done else "partial", error=broken_by)
             if meter.done:
                 yield (f": creditgate cost={format_amount(charge.cost)}"
                        + (f" balance={format_amount(charge.available)}" if charge.available is not None else "")
@@ -381,7 +385,8 @@ class Pipeline:
             try:
                 await lines.aclose()
                 if not call.finished:
-                    await self.settle(call, stream_meters(meter, call), status="partial")
+                    await self.settle(call, stream_meters(meter, call), status="partial",
+                                      error="client_disconnected")
             finally:
                 self.in_flight -= 1
 
@@ -390,8 +395,10 @@ class Pipeline:
             headers["x-creditgate-balance"] = format_amount(call.available)
         return MeteredStream(events(), finish, headers)
 
-    async def settle(self, call: Call, meters: dict[str, int], *, status: str = "ok") -> Charge:
-        """Post the actual cost, release the rest of the hold, free the slot, record usage."""
+    async def settle(self, call: Call, meters: dict[str, int], *, status: str = "ok",
+                     error: str | None = None) -> Charge:
+        """Post the actual cost, release the rest of the hold, free the slot, record usage
+        (with ``error``, the code of the failure that a charged request ended in)."""
         assert not call.finished
         call.finished = True
         cost = call.deployment.prices.cost(meters) if meters else 0
@@ -402,13 +409,18 @@ class Pipeline:
         # the rest, or the charge would stand without its usage record (or its slot).
         with anyio.CancelScope(shield=True):
             try:
-                if call.joined:
-                    result = await self._reserve_and_settle(call, cost, meters, status)
-                elif call.hold_id is not None:
-                    result = await self._close_hold(call, cost, usage=self._usage_builder(call, meters, cost, status))
-                elif cost > 0:
-                    result = await self._debit(call, cost)
-                await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
+                try:
+                    if call.joined:
+                        result = await self._reserve_and_settle(call, cost, meters, status, error)
+                    elif call.hold_id is not None:
+                        result = await self._close_hold(
+                            call, cost, usage=self._usage_builder(call, meters, cost, status, error))
+                    elif cost > 0:
+                        result = await self._debit(call, cost)
+                finally:
+                    # Even when the write failed: the request is over, so its concurrency slot
+                    # must not wait for the limiter's own expiry.
+                    await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
             except BaseException:
                 self.usage.unexpect()
                 raise
@@ -419,7 +431,7 @@ class Pipeline:
                 request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters,
                                 cost, call.started_ns)
             else:
-                self._record(call, meters, cost, status, result, expected=True)
+                self._record(call, meters, cost, status, result, error, expected=True)
         return Charge(cost, available, meters)
 
     async def abandon(self, call: Call, error: BaseException) -> None:
@@ -433,7 +445,7 @@ class Pipeline:
             return
         if isinstance(error, UpstreamFailure) and call.deployment.prices.price("requests"):
             try:
-                await self.settle(call, {"requests": 1}, status="error")
+                await self.settle(call, {"requests": 1}, status="error", error=error.code)
             except CreditgateError:
                 # A joined commit refused (the credits went elsewhere): nothing held or charged.
                 log.warning("the per-request fee of a failed request to %s was not charged",
@@ -447,8 +459,8 @@ class Pipeline:
                 except CreditgateError:
                     log.exception("voiding hold %s failed; it expires by its ttl", call.hold_id)
             await self._release_slot(call, 0)
-        if isinstance(error, CreditgateError):
-            self._record(call, {}, 0, "error", {"error": error.code})
+        # Every request leaves a record, a free failure too, with what ended it.
+        self._record(call, {}, 0, "error", {}, failure_code(error))
 
     # ================================================================== helpers
     def _inline_ledger(self) -> bool:
@@ -512,12 +524,12 @@ class Pipeline:
             return await self._debit(call, cost) if cost else {}
 
     async def _reserve_and_settle(self, call: Call, cost: int, meters: dict[str, int],
-                                  status: str) -> dict[str, Any]:
+                                  status: str, error: str | None = None) -> dict[str, Any]:
         """The joined commit: hold and settlement at once. Refused (402) with nothing written
         when the credits went elsewhere meanwhile; the answer is then not delivered."""
         result = await self._commit_hold(call, ReserveAndSettle(
             call.principal.org_id, None, reserve=self._reserve_operation(call), cost=cost,
-            usage=self._usage_builder(call, meters, cost, status)))
+            usage=self._usage_builder(call, meters, cost, status, error)))
         self.joined_commits += 1
         self._reserved(call, result)
         call.usage_recorded = True
@@ -541,16 +553,18 @@ class Pipeline:
             with anyio.CancelScope(shield=True):
                 await limiter.release(ticket, tokens_used)
 
-    def _usage_builder(self, call: Call, meters: dict[str, int], cost: int, status: str) -> Any:
+    def _usage_builder(self, call: Call, meters: dict[str, int], cost: int, status: str,
+                       error: str | None = None) -> Any:
         """The request's usage record as a function of its settlement's result (built in the
         ledger writer, inside the transaction that books the charge)."""
-        return lambda result: self._usage_record(call, meters, cost, status, result)
+        return lambda result: self._usage_record(call, meters, cost, status, result, error)
 
     def _usage_record(self, call: Call, meters: dict[str, int], cost: int, status: str,
-                      result: dict[str, Any]) -> UsageRecord:
+                      result: dict[str, Any], error: str | None = None) -> UsageRecord:
         principal = call.principal
-        details = {key: result[key] for key in ("uncollected", "excess_debited", "error")
-                   if result.get(key)}
+        details = {key: result[key] for key in ("uncollected", "excess_debited") if result.get(key)}
+        if error:
+            details["error"] = error
         return UsageRecord(
             org_id=principal.org_id, key_id=principal.key_id, project_id=principal.project_id,
             deployment=call.deployment.id, model=call.deployment.name, meters=meters, tags=call.tags,
@@ -558,13 +572,30 @@ class Pipeline:
             at_us=self.services.clock.now_us(), status=status, details=details)
 
     def _record(self, call: Call, meters: dict[str, int], cost: int, status: str,
-                result: dict[str, Any], *, expected: bool = False) -> None:
-        self.usage.record(self._usage_record(call, meters, cost, status, result), expected=expected)
+                result: dict[str, Any], error: str | None = None, *, expected: bool = False) -> None:
+        self.usage.record(self._usage_record(call, meters, cost, status, result, error), expected=expected)
         request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters, cost,
                         call.started_ns)
 
 
 # ====================================================================== pure helpers
+def stream_error_code(failed: dict[str, Any] | None) -> str:
+    """Why a stream ended without ``[DONE]``: the code of the error event the upstream sent, or
+    ``upstream_stream_ended`` when it just stopped."""
+    error = failed.get("error") if failed else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code)[:TAG_LENGTH_MAX] if code else "upstream_stream_ended"
+
+
+def failure_code(error: BaseException) -> str:
+    """What ended a request that failed, as its usage record's ``error`` tag."""
+    if isinstance(error, CreditgateError):
+        return error.code
+    if isinstance(error, (asyncio.CancelledError, anyio.get_cancelled_exc_class())):
+        return "client_disconnected"
+    return "internal_error"
+
+
 def usage_meters(answer: dict[str, Any], call: Call) -> dict[str, int]:
     usage = answer.get("usage")
     if isinstance(usage, dict):

@@ -202,8 +202,29 @@ def write_usage_rows(connection: Any, batch: list[UsageRecord]) -> None:
     from creditgate.usage.records import UsageRow, insert_usage
 
     insert_usage(connection, [
-        UsageRow(org_id=record.org_id, model=record.model, meters=record.meters, credits=record.credits,
+        UsageRow(org_id=record.org_id, model=record.model, meters=stored_meters(record), credits=record.credits,
                  at_us=record.at_us, project_id=record.project_id, key_id=record.key_id,
-                 tags={**record.tags, "deployment": record.deployment}, latency_ms=record.latency_ms,
-                 source="gateway")
+                 tags=stored_tags(record), latency_ms=record.latency_ms, source="gateway")
         for record in batch], roll_up=False)
+
+
+def stored_tags(record: UsageRecord) -> dict[str, str]:
+    """The client's tags and the gateway's own, which take precedence over a client's tag of the
+    same name: ``deployment`` (its id), ``status`` (ok, partial or error) and, for a request that
+    failed or broke off, ``error`` (the code of what ended it). Usage queries group by any of them
+    (``group_by=tag:status``)."""
+    tags = {**record.tags, "deployment": record.deployment, "status": record.status}
+    error = record.details.get("error")
+    if error:
+        tags["error"] = str(error)
+    return tags
+
+
+def stored_meters(record: UsageRecord) -> dict[str, int]:
+    """The metered quantities, and the micro-credits of a charge that could not be collected
+    (``uncollected_credits``: an upstream reported more than was held and the organization's
+    overdraft could not cover the excess). ``record.credits`` is the full price either way."""
+    uncollected = record.details.get("uncollected")
+    if uncollected:
+        return {**record.meters, "uncollected_credits": int(uncollected)}
+    return record.meters

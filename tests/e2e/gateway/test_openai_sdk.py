@@ -29,6 +29,7 @@ def test_chat_is_charged_from_upstream_usage(stack: Stack) -> None:
     assert row["credits"] == expected and row["key_id"] == key_id and row["model"] == "mock-gpt"
     assert row["meters"]["input_tokens"] == usage.prompt_tokens
     assert row["tags"]["user"] == "alice" and row["tags"]["team"] == "search" and row["tags"]["env"] == "test"
+    assert row["tags"]["status"] == "ok" and "error" not in row["tags"]
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
@@ -125,6 +126,11 @@ def test_upstream_error_passes_through_and_charges_nothing(stack: Stack) -> None
     assert caught.value.status_code == 500 and "the upstream broke" in str(caught.value)
     balance = stack.services.ledger.balance(org_id)
     assert balance.available == parse_amount("10") and balance.pending == 0
+    [row] = stack.usage_rows()  # a free failure leaves a record too, saying what ended it
+    assert (row["credits"], row["meters"]) == (0, {})
+    # The gateway's own kind of failure; the upstream's body (code "boom") went to the client.
+    assert caught.value.code == "boom"
+    assert (row["tags"]["status"], row["tags"]["error"]) == ("error", "upstream_error")
 
 
 def test_upstream_timeout_is_504_and_free(stack: Stack) -> None:
@@ -135,6 +141,8 @@ def test_upstream_timeout_is_504_and_free(stack: Stack) -> None:
             model="mock-slow", messages=[{"role": "user", "content": "#slow"}])
     assert caught.value.status_code == 504
     assert stack.services.ledger.balance(org_id).available == parse_amount("10")
+    [row] = stack.usage_rows()
+    assert (row["credits"], row["tags"]["status"], row["tags"]["error"]) == (0, "error", "upstream_timeout")
 
 
 def test_default_cap_is_sent_upstream_and_held(stack: Stack) -> None:
@@ -162,6 +170,26 @@ def test_overreporting_upstream_posts_hold_and_debits_excess(stack: Stack) -> No
     assert row["credits"] == expected
 
 
+def test_what_an_overreporting_upstream_costs_beyond_every_credit_is_recorded_as_uncollected(
+        stack: Stack) -> None:
+    """No overdraft and too few credits for the excess: the hold is posted, the excess (debited
+    all or nothing) is not, and stays on the usage record as ``uncollected_credits``."""
+    stack.deploy(name="mock-gpt")
+    granted = parse_amount("0.02")  # covers the hold (two output tokens), not the 100 reported
+    org_id, _, secret = stack.org_with_key("acme", "0.02")
+    completion = stack.openai(secret).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "#overreport"}], max_tokens=2)
+    expected = cost(completion.usage.prompt_tokens, completion.usage.completion_tokens)
+    assert expected > granted
+    balance = stack.services.ledger.balance(org_id)
+    held = granted - balance.available
+    assert 0 < held < granted and balance.pending == 0
+    [row] = stack.usage_rows()
+    assert row["credits"] == expected
+    assert row["meters"]["uncollected_credits"] == expected - held
+    assert verify(stack.services.database).ok
+
+
 def test_a_per_request_fee_is_all_that_a_failed_upstream_request_costs(stack: Stack) -> None:
     fee = FEE
     stack.deploy(name="mock-gpt", prices=PRICES_WITH_FEE)
@@ -172,9 +200,16 @@ def test_a_per_request_fee_is_all_that_a_failed_upstream_request_costs(stack: St
                 model="mock-gpt", messages=[{"role": "user", "content": content}], max_tokens=5)
     balance = stack.services.ledger.balance(org_id)
     assert (balance.available, balance.pending) == (parse_amount("10") - 3 * fee, 0)
-    assert [(row["credits"], row["meters"]) for row in stack.usage_rows()] == [(fee, {"requests": 1})] * 3
+    rows = stack.usage_rows()
+    assert [(row["credits"], row["meters"]) for row in rows] == [(fee, {"requests": 1})] * 3
+    assert {(row["tags"]["status"], row["tags"]["error"]) for row in rows} == {("error", "upstream_error")}
     completion = stack.openai(secret).chat.completions.create(
         model="mock-gpt", messages=[{"role": "user", "content": "hello"}], max_tokens=5)
     expected = cost(completion.usage.prompt_tokens, completion.usage.completion_tokens) + fee
     assert stack.services.ledger.balance(org_id).available == parse_amount("10") - 3 * fee - expected
+    stack.clock.advance(seconds=1)  # the range ends now, and excludes its end
+    answer = stack.admin.get(f"/api/v1/orgs/{org_id}/usage", params={"group_by": "tag:status"})
+    assert answer.status_code == 200, answer.text
+    by_status = {row["tag:status"]: (row["events"], parse_amount(row["credits"])) for row in answer.json()["data"]}
+    assert by_status == {"error": (3, 3 * fee), "ok": (1, expected)}
     assert verify(stack.services.database).ok

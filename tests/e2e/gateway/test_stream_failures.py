@@ -24,9 +24,11 @@ def estimated_input_tokens(messages: list[dict[str, str]]) -> int:
     return -(-len(orjson.dumps(messages)) // 4)
 
 
-def assert_charged_for_what_was_delivered(stack: Stack, org_id: str, messages: list[dict[str, str]]) -> None:
+def assert_charged_for_what_was_delivered(stack: Stack, org_id: str, messages: list[dict[str, str]],
+                                          error: str) -> None:
     expected = cost(estimated_input_tokens(messages), DELIVERED)
     [row] = stack.usage_rows()
+    assert (row["tags"]["status"], row["tags"]["error"]) == ("partial", error)
     assert row["meters"] == {"input_tokens": estimated_input_tokens(messages), "output_tokens": DELIVERED,
                              "requests": 1, "estimated": 1}
     assert row["credits"] == expected > 0
@@ -46,7 +48,7 @@ def test_a_stream_that_ends_early_without_usage_is_charged_for_the_deltas_delive
         model="mock-gpt", messages=MESSAGES_CUT, max_tokens=5, stream=True, **options))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "tok0 tok1 "
     assert [c for c in chunks if c.usage is not None] == []  # the upstream reported none
-    assert_charged_for_what_was_delivered(stack, org_id, MESSAGES_CUT)
+    assert_charged_for_what_was_delivered(stack, org_id, MESSAGES_CUT, "upstream_stream_ended")
 
 
 def test_an_upstream_that_drops_the_connection_mid_stream_is_charged_for_the_deltas_delivered(
@@ -62,4 +64,4 @@ def test_an_upstream_that_drops_the_connection_mid_stream_is_charged_for_the_del
     assert "".join(received) == "tok0 tok1 "
     assert failure.value.body["code"] == "upstream_stream_broken"  # type: ignore[index]
     assert "broke off mid-stream" in failure.value.message
-    assert_charged_for_what_was_delivered(stack, org_id, MESSAGES_CRASH)
+    assert_charged_for_what_was_delivered(stack, org_id, MESSAGES_CRASH, "upstream_stream_broken")
