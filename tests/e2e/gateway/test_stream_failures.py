@@ -1,11 +1,14 @@
-"""An upstream that fails mid-stream: the client is charged for what it was delivered, never zero,
-and the rest of the hold is released.
+"""A stream that ends early, because the upstream failed or the client left: the client is charged
+for what it was delivered, never zero, the rest of the hold is released, and the usage record says
+what ended it.
 
-Both upstream failures send no usage, so the gateway counts: the output deltas that reached the
+None of these streams carries usage, so the gateway counts: the output deltas that reached the
 client, and the prompt estimated at one token per four bytes of its JSON.
 """
 
 from __future__ import annotations
+
+import time
 
 import openai
 import orjson
@@ -65,3 +68,23 @@ def test_an_upstream_that_drops_the_connection_mid_stream_is_charged_for_the_del
     assert failure.value.body["code"] == "upstream_stream_broken"  # type: ignore[index]
     assert "broke off mid-stream" in failure.value.message
     assert_charged_for_what_was_delivered(stack, org_id, MESSAGES_CRASH, "upstream_stream_broken")
+
+
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_was_sent_and_recorded_as_gone(
+        stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    stream = stack.openai(secret).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "hello #drip"}], max_tokens=400, stream=True)
+    received = [next(stream), next(stream)]  # 5 ms a chunk: the upstream is far from done
+    stream.close()
+    assert len(received) == 2
+    deadline = time.monotonic() + 20
+    while stack.services.ledger.list_holds(org_id, status="pending") and time.monotonic() < deadline:
+        time.sleep(0.02)  # the gateway settles once it notices the client is gone
+    [row] = stack.usage_rows()
+    assert (row["tags"]["status"], row["tags"]["error"]) == ("partial", "client_disconnected")
+    assert 2 <= row["meters"]["output_tokens"] < 400 and row["meters"]["estimated"] == 1
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10") - row["credits"], 0)
+    assert verify(stack.services.database).ok
