@@ -5,7 +5,8 @@ tokens are the words of the prompt plus 3 per message. Directives in the prompt 
 ``#error500`` (a 500 answer), ``#overreport`` (usage far above max_tokens), ``#slow`` (sleeps
 past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE] or usage),
 ``#crash`` (the stream breaks off after two chunks: the connection drops mid-answer),
-``#drip`` (5 ms between stream chunks). Every usage it reports is appended to ``reported``.
+``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks). Every usage it
+reports is appended to ``reported``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ async def _stream(kind: str, model: str, words: list[str], usage: dict[str, Any]
             raise UpstreamCrashed("a crash mid-stream")  # the server drops the connection
         if "#drip" in text:
             await asyncio.sleep(0.005)
+        if "#linger" in text and index:
+            await asyncio.sleep(1.0)
         if kind == "chat":
             choice = {"index": 0, "delta": {"content": word} if index else {"role": "assistant", "content": word},
                       "finish_reason": None}

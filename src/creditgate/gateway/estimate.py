@@ -8,9 +8,16 @@ body bounds the prompt tokens including the template**, with no tokenizer at all
 one exception (a short URL can stand for a thousand tokens), so each image part adds
 ``image_tokens_max``.
 
-Output: ``max_completion_tokens`` or ``max_tokens`` times ``n`` (and ``best_of`` for
-completions). When the client sets no maximum, the deployment's default cap is used, and the
-caller writes that cap into the upstream request so that the bound holds.
+Output: ``max_completion_tokens`` or ``max_tokens`` (the larger, when a chat request sets both:
+an upstream may honour either) times ``n``; for completions, ``max_tokens`` times ``n`` times
+``best_of`` times the number of prompts in a batched ``prompt``. The legacy completions API has no
+``max_completion_tokens``, so there only ``max_tokens`` counts. When the client sets no maximum,
+the deployment's default cap is used, and the caller writes that cap into the upstream request so
+that the bound holds.
+
+Media parts other than text (images, audio, video, files) add ``IMAGE_TOKENS_MAX`` each. That is
+a bound for images at usual sizes, not for every file a part may name; an upstream that reports
+more than was held is charged the excess after the fact (see :mod:`creditgate.gateway.settlement`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from creditgate.errors import InvalidInput
 CHOICES_MAX: Final = 16
 OUTPUT_TOKENS_MAX: Final = 1_000_000
 IMAGE_TOKENS_MAX: Final = 2_000
+PROMPTS_MAX: Final = 2_048  # a batched completions prompt, as OpenAI's API allows
+# Content parts whose bytes bound their tokens; any other part (image_url, input_audio, file,
+# video_url, ...) counts as media.
+TEXT_PARTS: Final = frozenset({"text", "input_text", "refusal"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +57,39 @@ def max_usage(body: dict[str, Any], body_bytes: int, *, endpoint: str,
     input_tokens = body_bytes + IMAGE_TOKENS_MAX * _image_parts(body.get("messages"))
     if endpoint == "embeddings":
         return MaxUsage(input_tokens, 0, False)
-    limit = body.get("max_completion_tokens")
-    if limit is None:
-        limit = body.get("max_tokens")
-    cap_applied = limit is None
-    if cap_applied:
-        limit = max_tokens_default
-    elif isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= OUTPUT_TOKENS_MAX:
-        raise InvalidInput(f"max_tokens must be an integer from 1 to {OUTPUT_TOKENS_MAX}",
-                           param="max_tokens")
-    choices = _count(body, "n") * (_count(body, "best_of") if endpoint == "completions" else 1)
+    names = ("max_tokens",) if endpoint == "completions" else ("max_completion_tokens", "max_tokens")
+    limits = [_limit(body, name) for name in names if body.get(name) is not None]
+    cap_applied = not limits
+    limit = max_tokens_default if cap_applied else max(limits)
+    choices = _count(body, "n", CHOICES_MAX)
+    if endpoint == "completions":
+        choices *= _count(body, "best_of", CHOICES_MAX) * _prompts(body.get("prompt"))
     return MaxUsage(input_tokens, limit * choices, cap_applied)
 
 
-def _count(body: dict[str, Any], name: str) -> int:
+def _limit(body: dict[str, Any], name: str) -> int:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= OUTPUT_TOKENS_MAX:
+        raise InvalidInput(f"{name} must be an integer from 1 to {OUTPUT_TOKENS_MAX}", param=name)
+    return value
+
+
+def _prompts(prompt: Any) -> int:
+    """How many prompts a completions request carries: each gets its own ``n`` completions. A
+    list of strings or of token lists is a batch; a string or one token list is one prompt."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        if len(prompt) > PROMPTS_MAX:
+            raise InvalidInput(f"prompt may hold at most {PROMPTS_MAX} prompts", param="prompt")
+        return len(prompt)
+    return 1
+
+
+def _count(body: dict[str, Any], name: str, most: int) -> int:
     value = body.get(name)
     if value is None:
         return 1
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= CHOICES_MAX:
-        raise InvalidInput(f"{name} must be an integer from 1 to {CHOICES_MAX}", param=name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidInput(f"{name} must be an integer from 1 to {most}", param=name)
     return value
 
 
@@ -75,7 +100,5 @@ def _image_parts(messages: Any) -> int:
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            count += sum(1 for part in content
-                         if isinstance(part, dict) and part.get("type") in ("image_url", "input_image",
-                                                                             "input_audio"))
+            count += sum(1 for part in content if isinstance(part, dict) and part.get("type") not in TEXT_PARTS)
     return count

@@ -196,6 +196,9 @@ class Pipeline:
             return call
         if deployment.backend != "openai":
             raise InvalidInput(f"{name} is a local model; use /v1/predict/{name}", param="model")
+        if body.get("stream") is not None and not isinstance(body["stream"], bool):
+            # An upstream might read 1 or "true" as true and answer a stream to a call expecting JSON.
+            raise InvalidInput("stream must be true or false", param="stream")
         bound: MaxUsage = max_usage(body, len(raw), endpoint=endpoint,
                                     max_tokens_default=deployment.max_tokens_default)
         if bound.cap_applied:
@@ -313,10 +316,13 @@ class Pipeline:
 
     async def _post(self, call: Call, *, sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
         upstreams = await self.upstreams()
-        async with upstreams.slot(call.deployment):
+        turn = await upstreams.wait_turn(call.deployment)
+        try:
             with upstream_timer(call.deployment.name):
                 return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint],  # type: ignore[no-any-return]
                                                  upstream_body(call), sent=sent)
+        finally:
+            turn.release()
 
     async def forward_local(self, call: Call) -> Any:
         try:
@@ -332,6 +338,12 @@ class Pipeline:
         line (see reserve_while_forwarding); nothing reaches the client before the hold stands.
         """
         upstreams = await self.upstreams()
+        try:
+            # The deployment's concurrency slot is held for the stream's whole life (see finish).
+            turn = await upstreams.wait_turn(call.deployment)
+        except BaseException as error:
+            await self.abandon(call, error)
+            raise
         sent: asyncio.Future[None] | None = (asyncio.get_running_loop().create_future()
                                              if reserve_meanwhile else None)
         lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], upstream_body(call),
@@ -344,6 +356,7 @@ class Pipeline:
                 await self._reserve_during(call, opening, sent)
             except BaseException:
                 await lines.aclose()
+                turn.release()
                 raise
         try:
             first = await opening
@@ -351,6 +364,7 @@ class Pipeline:
             first = DONE_LINE
         except BaseException as error:
             await lines.aclose()
+            turn.release()
             await self.abandon(call, error)
             raise
 
@@ -383,7 +397,10 @@ class Pipeline:
         async def finish() -> None:
             # Runs after every ending: a normal end has settled already; a disconnect has not.
             try:
-                await lines.aclose()
+                try:
+                    await lines.aclose()
+                finally:
+                    turn.release()
                 if not call.finished:
                     await self.settle(call, stream_meters(meter, call), status="partial",
                                       error="client_disconnected")
@@ -443,7 +460,7 @@ class Pipeline:
         """
         if call.finished:
             return
-        if isinstance(error, UpstreamFailure) and call.deployment.prices.price("requests"):
+        if isinstance(error, UpstreamFailure) and error.reached and call.deployment.prices.price("requests"):
             try:
                 await self.settle(call, {"requests": 1}, status="error", error=error.code)
             except CreditgateError:

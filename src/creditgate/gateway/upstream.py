@@ -35,11 +35,14 @@ class UpstreamFailure(UpstreamError):
     """An upstream answered with an error, timed out or could not be reached."""
 
     def __init__(self, status: int, message: str, *, code: str = "upstream_error",
-                 body: dict[str, Any] | None = None) -> None:
+                 body: dict[str, Any] | None = None, reached: bool = True) -> None:
         super().__init__(message)
         self.status = status  # type: ignore[misc]
         self.code = code  # type: ignore[misc]
         self.body = body
+        # False when the request never got to the upstream (no connection, or no free slot):
+        # a per-request fee is not due then.
+        self.reached = reached
 
     def to_dict(self) -> dict[str, Any]:
         if self.body is not None:
@@ -69,14 +72,42 @@ class Upstreams:
             self._slots[deployment.id] = known
         return known[1]
 
+    async def wait_turn(self, deployment: Deployment) -> asyncio.Semaphore:
+        """Take one of the deployment's concurrent slots; answers the semaphore to release.
+
+        The wait is bounded by the deployment's own timeout (and QUEUE_WAIT_MAX_S): queueing and
+        the upstream call then stay within twice the timeout, which the hold's ttl covers, so a
+        queued request never finds its hold expired. A request that waits longer fails with 503
+        ``deployment_busy`` (the SDK retries it) before anything is sent.
+        """
+        semaphore = self.slot(deployment)
+        if not semaphore.locked():
+            await semaphore.acquire()  # free: no wait, and no timer task on the hot path
+            return semaphore
+        wait_s = min(QUEUE_WAIT_MAX_S, deployment.timeout_ms / 1000)
+        try:
+            await asyncio.wait_for(semaphore.acquire(), wait_s)
+        except TimeoutError:
+            raise UpstreamFailure(
+                503, f"{deployment.name} is busy: none of its {deployment.concurrency_max} concurrent "
+                     f"requests ended within {wait_s:g} s", code="deployment_busy", reached=False) from None
+        return semaphore
+
     @staticmethod
-    def _request(deployment: Deployment, path: str) -> tuple[str, dict[str, str], aiohttp.ClientTimeout]:
+    def _request(deployment: Deployment, path: str, *,
+                 stream: bool = False) -> tuple[str, dict[str, str], aiohttp.ClientTimeout]:
+        """URL, headers and timeouts. A plain answer must arrive whole within the deployment's
+        timeout; a stream may run for as long as it keeps talking: the timeout bounds the wait for
+        each line (the first included), not the whole answer, or a long generation would be cut
+        off halfway."""
         headers = {"content-type": "application/json"}
         api_key = secrets.resolve(deployment.api_key_env, deployment.api_key_encrypted)
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         timeout_s = deployment.timeout_ms / 1000
-        timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
+        connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
+        timeout = (aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=timeout_s) if stream
+                   else aiohttp.ClientTimeout(total=timeout_s, connect=connect_s))
         return f"{deployment.base_url}{path}", headers, timeout
 
     async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any], *,
@@ -104,14 +135,17 @@ class Upstreams:
                            sent: asyncio.Future[None] | None = None) -> AsyncIterator[bytes]:
         """The upstream's SSE lines. Errors before the first line raise UpstreamFailure.
         ``sent`` is resolved once the request is on the wire."""
-        url, headers, timeout = self._request(deployment, path)
+        url, headers, timeout = self._request(deployment, path, stream=True)
         try:
             response = await self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
         try:
             if response.status >= 400:
-                content = await response.content.read(ERROR_BODY_BYTES_MAX)
+                try:
+                    content = await response.content.read(ERROR_BODY_BYTES_MAX)
+                except (TimeoutError, aiohttp.ClientError) as error:
+                    raise _transport_failure(deployment, error) from None
                 raise _answer_failure(response.status, content)
             try:
                 async for raw in response.content:
@@ -146,12 +180,14 @@ def _transport_failure(deployment: Deployment, error: BaseException, *,
                        mid_stream: bool = False) -> UpstreamFailure:
     if isinstance(error, asyncio.TimeoutError):
         return UpstreamFailure(504, f"the upstream of {deployment.name} timed out after "
-                                    f"{deployment.timeout_ms / 1000:g} s", code="upstream_timeout")
+                                    f"{deployment.timeout_ms / 1000:g} s", code="upstream_timeout",
+                               reached=not isinstance(error, aiohttp.ConnectionTimeoutError))
     if mid_stream:
         return UpstreamFailure(502, f"the upstream of {deployment.name} broke off mid-stream "
                                     f"({type(error).__name__})", code="upstream_stream_broken")
     return UpstreamFailure(502, f"the upstream of {deployment.name} could not be reached "
-                                f"({type(error).__name__})", code="upstream_unreachable")
+                                f"({type(error).__name__})", code="upstream_unreachable",
+                           reached=not isinstance(error, aiohttp.ClientConnectorError))
 
 
 def _answer_failure(status: int, content: bytes) -> UpstreamFailure:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from tests.e2e.gateway.conftest import FEE, PRICES_WITH_FEE, Stack, cost
@@ -213,3 +214,17 @@ def test_a_per_request_fee_is_all_that_a_failed_upstream_request_costs(stack: St
     by_status = {row["tag:status"]: (row["events"], parse_amount(row["credits"])) for row in answer.json()["data"]}
     assert by_status == {"error": (3, 3 * fee), "ok": (1, expected)}
     assert verify(stack.services.database).ok
+
+
+@pytest.mark.parametrize(("field", "value"), [("stream", 1), ("stream", "true"), ("max_completion_tokens", 0),
+                                              ("max_tokens", "10"), ("n", 0)])
+def test_a_malformed_field_is_a_422_naming_it_and_nothing_is_forwarded_or_held(
+        stack: Stack, field: str, value: object) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    answer = httpx.post(f"{stack.url}/v1/chat/completions", headers={"authorization": f"Bearer {secret}"},
+                        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}], field: value})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["param"] == field
+    assert stack.upstream.state.reported == []
+    assert stack.services.ledger.balance(org_id).available == parse_amount("10")
