@@ -73,6 +73,7 @@ def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_P
         openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.services = services
     app.state.rate_limiter = _rate_limiter(services, requests_per_key_per_s, request_burst)
+    app.state.body_bytes_by_prefix = {}  # parts that take larger bodies register them here
     errors.install(app)
     api = APIRouter(prefix=API_PREFIX,
                     responses=errors.error_responses(400, 401, 402, 403, 404, 409, 413, 422, 429))
@@ -82,7 +83,7 @@ def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_P
     app.include_router(health.router)
     _install_gateway(app, services)
     _install_part(app, services, "creditgate.tracking.routes")  # metrics, alerts, webhooks, dashboard
-    app.add_middleware(BodySizeLimit, limit_bytes=body_bytes_max)
+    app.add_middleware(BodySizeLimit, limit_bytes=body_bytes_max, by_prefix=app.state.body_bytes_by_prefix)
     return app
 
 

@@ -9,6 +9,8 @@ from typing import Any, Final
 
 import orjson
 
+from creditgate.errors import PayloadTooLarge
+
 BODY_BYTES_MAX: Final = 4 * 1024 * 1024
 EVENT_BATCH_MAX: Final = 1_000
 PAGE_SIZE_DEFAULT: Final = 100
@@ -21,8 +23,13 @@ KEY_CACHE_TTL_S: Final = 1.0
 KEY_CACHE_ENTRIES_MAX: Final = 100_000
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit_bytes: int) -> str:
+    return f"request body is larger than {limit_bytes} bytes"
+
+
+class _TooLarge(PayloadTooLarge):
+    """Raised from inside the app's read of the body. A PayloadTooLarge, so that a route's own
+    error handling answers it as the 413 it is (not as an unexpected error, a 500)."""
 
 
 class BodySizeLimit:
@@ -32,22 +39,33 @@ class BodySizeLimit:
     arrives and refused as soon as it passes the limit.
     """
 
-    def __init__(self, app: Any, limit_bytes: int = BODY_BYTES_MAX) -> None:
+    def __init__(self, app: Any, limit_bytes: int = BODY_BYTES_MAX,
+                 by_prefix: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit_bytes = limit_bytes
+        # Larger caps for some paths (the gateway's /v1 requests, model uploads), keyed by path
+        # prefix; parts register theirs when they are mounted, so the dict is read per request.
+        self.by_prefix = by_prefix if by_prefix is not None else {}
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.by_prefix.items():
+            if path.startswith(prefix):
+                return limit
+        return self.limit_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit_bytes = self.limit_for(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.limit_bytes:
-                    await self._refuse(send)
+                if declared > limit_bytes:
+                    await self._refuse(send, limit_bytes)
                     return
         seen = 0
         started = False
@@ -57,8 +75,8 @@ class BodySizeLimit:
             message: dict[str, Any] = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit_bytes:
-                    raise _TooLarge
+                if seen > limit_bytes:
+                    raise _TooLarge(_too_large(limit_bytes))
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -71,12 +89,12 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit_bytes)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, send: Any, limit_bytes: int) -> None:
         body = orjson.dumps({"error": {
             "type": "invalid_request_error", "code": "payload_too_large", "param": None,
-            "message": f"request body is larger than {self.limit_bytes} bytes"}})
+            "message": _too_large(limit_bytes)}})
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),

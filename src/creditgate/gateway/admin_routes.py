@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,6 +20,8 @@ from creditgate.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from creditgate.gateway.deployments import MODEL_BYTES_MAX
 
 Handler = Callable[[Request], Awaitable[Response]]
+FILES_MAX: Final = 2
+FIELDS_MAX: Final = 50
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -38,17 +42,29 @@ def _admin(request: Request) -> None:
 async def _read_deployment(request: Request) -> tuple[dict[str, Any], bytes | None]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=50, max_part_size=MODEL_BYTES_MAX)
+        form = await _form(request)
         data: dict[str, Any] = {}
-        if "deployment" in form:
-            data = orjson.loads(str(form["deployment"]))
-        for name, value in form.items():
-            if name in ("deployment", "file") or not isinstance(value, str):
+        fields: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            if name == "file":
                 continue
-            data[name] = _form_value(value)
-        upload = form.get("file")
+            if name == "deployment":
+                data = _deployment_part(value)
+            elif isinstance(value, str):
+                fields[name] = _form_value(value)
+            else:
+                raise InvalidInput(f"{name} is a file; only the model, in the file part, may be one",
+                                   param=name)
+        data.update(fields)  # plain fields win over the same ones in the deployment part
+        uploads = form.getlist("file")
+        if len(uploads) > 1:
+            raise InvalidInput("one model per request: the form has more than one file part", param="file")
+        upload = uploads[0] if uploads else None
+        if isinstance(upload, str):
+            raise InvalidInput("file must be a file part holding the .onnx model, not a text field",
+                               param="file")
         model_bytes = None
-        if upload is not None and not isinstance(upload, str):
+        if upload is not None:
             model_bytes = await upload.read(MODEL_BYTES_MAX + 1)
             if len(model_bytes) > MODEL_BYTES_MAX:
                 raise PayloadTooLarge(f"the model is larger than {MODEL_BYTES_MAX} bytes", param="file")
@@ -61,6 +77,37 @@ async def _read_deployment(request: Request) -> tuple[dict[str, Any], bytes | No
     if not isinstance(data, dict):
         raise InvalidInput("the request body must be a JSON object")
     return data, None
+
+
+async def _form(request: Request) -> FormData:
+    """The multipart form; a body Starlette cannot parse is the client's 422, not a 500.
+
+    Starlette answers a malformed body (no boundary, too many parts, an oversized text part) with
+    its own HTTPException(400), which the gateway's guard would turn into a 500 of our own.
+    Two files are let through so that a ``deployment`` sent as a file next to the model is named
+    as the mistake (with one, Starlette would only say that there are too many files).
+    """
+    try:
+        return await request.form(max_files=FILES_MAX, max_fields=FIELDS_MAX, max_part_size=MODEL_BYTES_MAX)
+    except HTTPException as error:
+        detail = str(error.detail)
+        # Only the model is a file part; every text part is a field of the deployment.
+        param = ("file" if detail.startswith("Too many files")
+                 else "deployment" if detail.startswith(("Too many fields", "Part exceeded")) else None)
+        raise InvalidInput(f"the multipart/form-data body cannot be read: {detail}", param=param) from None
+
+
+def _deployment_part(value: str | UploadFile) -> dict[str, Any]:
+    if not isinstance(value, str):
+        raise InvalidInput("deployment must be a text field holding a JSON object, not a file",
+                           param="deployment")
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("deployment is not valid JSON", param="deployment") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("deployment must be a JSON object", param="deployment")
+    return data
 
 
 def _form_value(value: str) -> Any:

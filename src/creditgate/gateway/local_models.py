@@ -63,8 +63,9 @@ class LocalModels:
             except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types for bad shapes
                 raise InvalidInput(f"the model refused the inputs: {error}", param="inputs") from None
         names = [output.name for output in session.get_outputs()]
-        outputs = {name: value.tolist() if hasattr(value, "tolist") else value
-                   for name, value in zip(names, values, strict=True)}
+        # Made JSON-safe here, before the pipeline settles: an answer that failed to serialise
+        # after the charge was posted would bill the client for a 500.
+        outputs = {name: _json_safe(value, name) for name, value in zip(names, values, strict=True)}
         compute_us = max(1, elapsed_ns // 1000)
         return Prediction(outputs=outputs, items=items, compute_ms=max(1, math.ceil(elapsed_ns / 1e6)),
                           compute_us=compute_us)
@@ -119,7 +120,9 @@ def _feeds(session: Any, inputs: Any) -> tuple[dict[str, Any], int]:
             raise InvalidInput(f"missing input {spec.name!r}", param=f"inputs.{spec.name}")
         try:
             array = numpy.asarray(inputs[spec.name], dtype=_DTYPES.get(spec.type, "float32"))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
+            # NumPy 2 raises OverflowError for a number out of range of an integer input (300 for
+            # uint8, -1 for an unsigned type, 2**63 for int64): the client's mistake, not ours.
             raise InvalidInput(f"input {spec.name!r}: {error}", param=f"inputs.{spec.name}") from None
         if array.size > ELEMENTS_MAX:
             raise InvalidInput(f"input {spec.name!r} has more than {ELEMENTS_MAX} values",
@@ -129,3 +132,39 @@ def _feeds(session: Any, inputs: Any) -> tuple[dict[str, Any], int]:
     if items > ITEMS_MAX:
         raise InvalidInput(f"at most {ITEMS_MAX} items per request", param="inputs")
     return feeds, max(items, 1)
+
+
+def _json_safe(value: Any, name: str) -> Any:
+    """One model output as plain JSON values: lists, str-keyed dicts, ints, floats, str, bool.
+
+    ONNX Runtime answers tensors as arrays, but sequences as lists (of arrays, or of dicts for
+    maps, such as a scikit-learn classifier's ZipMap output ``[{0: 0.98, 1: 0.02}]`` with int64
+    keys), none of which orjson writes. A value that cannot be JSON at all is the model's fault.
+    """
+    import numpy
+
+    if isinstance(value, numpy.ndarray):
+        if value.dtype.kind in "biuf":
+            return value.tolist()  # already Python ints, floats and bools, at C speed
+        return _json_safe(value.tolist(), name)  # string tensors are object arrays: check each
+    if isinstance(value, numpy.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {_json_key(key, name): _json_safe(item, name) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item, name) for item in value]
+    raise UpstreamError(f"the output {name!r} of the model holds a {type(value).__name__}, "
+                        "which cannot be answered as JSON")
+
+
+def _json_key(key: Any, name: str) -> str:
+    import numpy
+
+    if isinstance(key, numpy.generic):
+        key = key.item()
+    if isinstance(key, (str, int)) and not isinstance(key, bool):
+        return str(key)  # ONNX map keys are strings or integers; JSON keys are strings
+    raise UpstreamError(f"the output {name!r} of the model has a map key of type {type(key).__name__}, "
+                        "which cannot be answered as JSON")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from starlette.applications import Starlette
@@ -19,10 +19,12 @@ from starlette.routing import Route
 
 from creditgate.errors import CreditgateError, RateLimited
 from creditgate.gateway import admin_routes
+from creditgate.gateway.deployments import MODEL_BYTES_MAX
 from creditgate.gateway.service import Gateway, get_gateway
 from creditgate.ledger.credits import AmountError
 
 log = logging.getLogger(__name__)
+UPLOAD_OVERHEAD_BYTES: Final = 1024 * 1024  # a deployment's other fields, multipart boundaries
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -89,6 +91,12 @@ def install(app: Any, services: Any) -> Gateway:
     for route in routes(gateway):
         app.router.routes.append(route)
     app.state.gateway = gateway
+    # The API's body cap is smaller than what the gateway takes: its own requests (checked again
+    # by the pipeline) and model uploads (base64 in JSON, or multipart, with room for the rest).
+    body_caps = getattr(app.state, "body_bytes_by_prefix", None)
+    if body_caps is not None:
+        body_caps["/v1/"] = gateway.config.body_bytes_max
+        body_caps["/api/v1/deployments"] = MODEL_BYTES_MAX * 4 // 3 + UPLOAD_OVERHEAD_BYTES
     return gateway
 
 
