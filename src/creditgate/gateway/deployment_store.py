@@ -18,7 +18,8 @@ from sqlalchemy import delete, insert, select, update
 from creditgate.clock import Clock
 from creditgate.errors import Conflict, InvalidInput, NotFound
 from creditgate.gateway import secrets
-from creditgate.gateway.deployments import Deployment, validate
+from creditgate.gateway.deployments import Deployment, decode_model, validate
+from creditgate.gateway.local_models import check_model
 from creditgate.gateway.prices import PriceList, parse_prices
 from creditgate.gateway.snapshot import Snapshot
 from creditgate.ledger.book import new_id
@@ -46,6 +47,8 @@ class DeploymentStore:
         if values["backend"] == "onnx" and not values.get("model_bytes"):
             raise InvalidInput("an onnx deployment needs its model: upload a file or give model_base64",
                                param="model_base64")
+        if values.get("model_bytes"):
+            check_model(values["model_bytes"], "file" if model_bytes is not None else "model_base64")
         now = self.clock.now_us()
         row = self._columns(values)
         row.update(id=new_id("dep"), created_at_us=now, updated_at_us=now)
@@ -58,6 +61,11 @@ class DeploymentStore:
         return self.get(row["id"])
 
     def update(self, id_or_name: str, data: dict[str, Any], *, model_bytes: bytes | None = None) -> Deployment:
+        # A new model is checked before the write starts: loading it can take a while.
+        if model_bytes is not None:
+            check_model(model_bytes, "file")
+        elif "model_base64" in data:
+            check_model(decode_model(data["model_base64"]), "model_base64")
         with self.database.write() as connection:
             current = self._row(connection, id_or_name)
             values = validate(data, current=dict(current._mapping))

@@ -98,6 +98,21 @@ class LocalModels:
             return session
 
 
+def check_model(model_bytes: bytes, param: str) -> None:
+    """Refuse, before it is stored, a file that ONNX Runtime cannot load: a deployment that
+    would fail every prediction is better refused at upload, naming the field."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InvalidInput("local models need ONNX Runtime on the server: install creditgate[onnx]",
+                           param=param) from None
+    try:
+        onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - ONNX Runtime's own types for a bad file
+        raise InvalidInput(f"{param} is not a model ONNX Runtime can load: {str(error)[:300]}",
+                           param=param) from None
+
+
 def _timed_run(session: Any, feeds: dict[str, Any]) -> tuple[list[Any], int]:
     started = time.perf_counter_ns()
     values = session.run(None, feeds)

@@ -257,3 +257,26 @@ def test_oversized_text_part_is_4xx_naming_the_deployment(stack: Stack) -> None:
                               data={**FIELDS, "description": too_long})
     assert_refused(response, "deployment")
     assert_nothing_deployed(stack)
+
+
+def test_a_file_onnx_runtime_cannot_load_is_refused_at_upload_and_the_old_model_keeps_serving(
+        stack: Stack) -> None:
+    not_a_model = b"\x08\x07 this is not an ONNX graph" * 100
+    encoded = base64.b64encode(not_a_model).decode()
+    assert_refused(stack.admin.post("/api/v1/deployments", json={
+        "name": "iris", "backend": "onnx", "model_base64": encoded, "prices": ONNX_PRICES, "timeout_s": 1}),
+        "model_base64")
+    assert_refused(stack.admin.post("/api/v1/deployments", files={"file": ("iris.onnx", not_a_model)},
+                                    data={**FIELDS, "prices": orjson.dumps(ONNX_PRICES).decode()}), "file")
+    assert_nothing_deployed(stack)
+
+    created = stack.admin.post("/api/v1/deployments", json={
+        "name": "iris", "backend": "onnx", "model_base64": base64.b64encode(demo_model_bytes()).decode(),
+        "prices": ONNX_PRICES, "timeout_s": 1})
+    assert created.status_code == 201, created.text
+    assert_refused(stack.admin.patch("/api/v1/deployments/iris", json={"model_base64": encoded}), "model_base64")
+    assert stack.admin.get("/api/v1/deployments/iris").json()["model_sha256"] == created.json()["model_sha256"]
+    _, _, secret = stack.org_with_key("ml", "50")
+    answer = httpx.post(f"{stack.url}/v1/predict/iris", json={"inputs": DEMO_INPUT},
+                        headers={"authorization": f"Bearer {secret}"})
+    assert answer.status_code == 200 and answer.json()["outputs"]["label"] == [0, 2]
