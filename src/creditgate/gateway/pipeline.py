@@ -261,7 +261,7 @@ class Pipeline:
         self._held(call)
         call.hold_id = result["hold_id"]
         call.available = result["available"]
-        self._remember_available(_payer(call), result["available"])
+        self._remember_available(_payer(call), result.get("spendable", result["available"]))
 
     def _refused(self, call: Call) -> None:
         # Whatever this process knew of the organization's credits is wrong or unknown now: its
@@ -442,7 +442,7 @@ class Pipeline:
                 self.usage.unexpect()
                 raise
             available = result.get("available", call.available)
-            self._remember_available(_payer(call), result.get("available"))
+            self._remember_available(_payer(call), result.get("spendable", result.get("available")))
             if call.usage_recorded:
                 self.usage.unexpect()
                 request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters,
@@ -530,7 +530,8 @@ class Pipeline:
         deployment = call.deployment
         operation = settle_operation(call.principal.org_id, call.hold_id or "", cost=cost,
                                      held=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
-                                     subjects=(deployment.name,), usage=usage)
+                                     subjects=(deployment.name,), usage=usage,
+                                     budget_subjects=budget_subjects(call.principal))
         try:
             result = await self.services.ledger.execute_async(operation, inline=self._inline_ledger())
             call.usage_recorded = usage is not None
@@ -555,7 +556,8 @@ class Pipeline:
     async def _debit(self, call: Call, cost: int) -> dict[str, Any]:
         ledger = self.services.ledger
         operation = ledger.debit_operation(call.principal.org_id, cost, scope=call.deployment.scope,
-                                           subjects=(call.deployment.name,), ref=call.hold_id)
+                                           subjects=(call.deployment.name,), ref=call.hold_id,
+                                           budget_subjects=budget_subjects(call.principal))
         try:
             return await ledger.execute_async(operation)  # type: ignore[no-any-return]
         except InsufficientCredits:

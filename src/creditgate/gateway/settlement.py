@@ -38,11 +38,21 @@ class _CarriesUsage:
         return self.usage(result) if self.usage is not None else None
 
 
+def balances(book: Book, scope: str, subjects: tuple[str, ...], budget_subjects: tuple[str, ...],
+             now_us: int) -> dict[str, int]:
+    """The organization's available credits (``x-creditgate-balance``) and what the request's
+    key may still spend (``spendable``: no more than its hard budgets leave), for the gateway to
+    decide whether the key's next request may go upstream before its hold."""
+    available = book.available(scope, subjects, now_us)
+    room = book.budget_room(budget_subjects, now_us)
+    return {"available": available, "spendable": available if room is None else min(available, room)}
+
+
 @dataclass(frozen=True, slots=True)
 class ReserveForRequest(Reserve):
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Reserve.apply(self, book, now_us, fingerprint)
-        return {**result, "available": book.available(self.scope, self.subjects, now_us)}
+        return {**result, **balances(book, self.scope, self.subjects, self.budget_subjects, now_us)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,7 @@ class SettleRequest(_CarriesUsage, Post):
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
     usage: Any = None  # builds the request's usage record from the result, stored atomically
+    budget_subjects: tuple[str, ...] = ()  # the excess counts against these budgets too
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Post.apply(self, book, now_us, fingerprint)
@@ -62,14 +73,14 @@ class SettleRequest(_CarriesUsage, Post):
         if excess > 0:
             try:
                 debit = book.debit(excess, self.scope, now_us, subjects=self.subjects,
-                                   ref=self.hold_id)
+                                   ref=self.hold_id, budget_subjects=self.budget_subjects)
                 overage = excess
                 result["debit_overage"] = debit["overage"]
             except InsufficientCredits:
                 # Book.debit checks before it changes anything, so the post above still stands.
                 uncollected = excess
         return {**result, "excess_debited": overage, "uncollected": uncollected,
-                "available": book.available(self.scope, self.subjects, now_us)}
+                **balances(book, self.scope, self.subjects, self.budget_subjects, now_us)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +88,27 @@ class VoidRequest(_CarriesUsage, Void):
     scope: str = "inference"
     subjects: tuple[str, ...] = ()
     usage: Any = None
+    budget_subjects: tuple[str, ...] = ()
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         result = Void.apply(self, book, now_us, fingerprint)
-        return {**result, "available": book.available(self.scope, self.subjects, now_us)}
+        return {**result, **balances(book, self.scope, self.subjects, self.budget_subjects, now_us)}
 
 
 def settle_operation(org_id: str, hold_id: str, *, cost: int, held: int, scope: str,
-                     subjects: tuple[str, ...], usage: Any = None) -> Post | Void:
+                     subjects: tuple[str, ...], usage: Any = None,
+                     budget_subjects: tuple[str, ...] = ()) -> Post | Void:
     """The write that closes a request's hold: a void when nothing is charged, else a post.
 
     ``usage`` (result -> usage record) makes the request's usage record part of the same write.
     """
     assert cost >= 0 and held > 0
     if cost == 0:
-        return VoidRequest(org_id, None, hold_id=hold_id, scope=scope, subjects=subjects, usage=usage)
+        return VoidRequest(org_id, None, hold_id=hold_id, scope=scope, subjects=subjects, usage=usage,
+                           budget_subjects=budget_subjects)
     return SettleRequest(org_id, None, hold_id=hold_id, actual=min(cost, held), cost=cost,
-                         held=held, scope=scope, subjects=subjects, usage=usage)
+                         held=held, scope=scope, subjects=subjects, usage=usage,
+                         budget_subjects=budget_subjects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,5 +131,6 @@ class ReserveAndSettle(_CarriesUsage, Operation):
         reserve = self.reserve
         held = reserve.apply(book, now_us, None)  # raises before it changes anything
         settle = settle_operation(self.org_id, held["hold_id"], cost=self.cost, held=reserve.amount,
-                                  scope=reserve.scope, subjects=reserve.subjects)
+                                  scope=reserve.scope, subjects=reserve.subjects,
+                                  budget_subjects=reserve.budget_subjects)
         return {**settle.apply(book, now_us, None), "hold_id": held["hold_id"]}

@@ -435,6 +435,15 @@ class Book:
                     limit_source=f"budget:{budget.subject}", budget_id=budget.id)
         return found
 
+    def budget_room(self, subjects: tuple[str, ...], now_us: int) -> int | None:
+        """What the hard budgets of ``subjects`` still let through as of now (the least of them),
+        or None when no hard budget applies."""
+        if not subjects or not self.budgets:
+            return None
+        rooms = [b.cap - b.spent - b.held for b in (budget_current(b, now_us) for b in self.budgets.values())
+                 if b.subject in subjects and b.mode == "hard"]
+        return max(min(rooms), 0) if rooms else None
+
     def _put_budget(self, budget: Budget) -> None:
         self.budgets[budget.id] = budget
         if budget.id not in self.new_budget_ids:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from tests.e2e.gateway.conftest import Stack
+from tests.e2e.gateway.conftest import Stack, cost
 
 from creditgate.ledger.credits import parse_amount
 
@@ -29,3 +29,17 @@ def test_hard_key_budget_answers_402_with_its_limit_source(stack: Stack) -> None
     assert balance.pending == 0 and balance.available > parse_amount("99")
     [budget] = stack.services.ledger.list_budgets(org_id)
     assert budget.held == 0 and 0 < budget.spent < parse_amount("0.01")
+
+
+def test_what_an_upstream_reports_beyond_the_hold_counts_against_the_keys_budget(stack: Stack) -> None:
+    stack.deploy(name="mock-gpt")
+    org_id, key_id, secret = stack.org_with_key("budgeted", "100")
+    stack.services.ledger.set_budget(org_id, f"key:{key_id}", parse_amount("1"), mode="hard")
+    raw = stack.openai(secret).chat.completions.with_raw_response.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "#overreport"}], max_tokens=2)
+    usage = raw.parse().usage
+    charged = parse_amount(raw.headers["x-creditgate-cost"])
+    assert charged == cost(usage.prompt_tokens, usage.completion_tokens)  # far above the hold of 2 tokens
+    [budget] = stack.services.ledger.list_budgets(org_id)
+    assert (budget.spent, budget.held) == (charged, 0)  # the excess too, not only the hold
+    assert stack.services.ledger.balance(org_id).available == parse_amount("100") - charged

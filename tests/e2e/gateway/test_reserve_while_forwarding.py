@@ -200,3 +200,40 @@ def test_a_burst_sends_upstream_only_what_the_balance_covers(stack: Stack) -> No
     balance = stack.services.ledger.balance(org_id)
     assert balance.pending == 0
     assert verify(stack.services.database).ok
+
+
+def test_a_burst_sends_upstream_only_what_the_keys_hard_budget_covers(stack: Stack) -> None:
+    """The organization has credits to spare, but the key's hard budget covers two more holds:
+    of six requests at once, the four its budget refuses never reach the upstream."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from creditgate.storage.schema import holds
+
+    stack.deploy(name="mock-gpt")
+    org_id, key_id, secret = stack.org_with_key("acme", "10")
+    client = stack.openai(secret)
+    ask(client, "hello #slow")
+    with stack.services.database.read() as connection:
+        max_cost = connection.execute(select(holds.c.amount)).scalar_one()
+    stack.services.ledger.set_budget(org_id, f"key:{key_id}", 2 * max_cost + max_cost // 2, mode="hard")
+    ask(client, "hello #slow")  # overlaps; its settlement tells this process what the key may spend
+    upstream_before = len(stack.upstream.state.reported)
+
+    async def burst() -> list[int]:
+        async with stack.openai_async(secret) as burst_client:
+            async def one() -> int:
+                try:
+                    await burst_client.chat.completions.create(
+                        model="mock-gpt", messages=[{"role": "user", "content": "hello #slow"}], max_tokens=50)
+                    return 200
+                except openai.APIStatusError as error:
+                    return error.status_code
+            return await asyncio.gather(*(one() for _ in range(6)))
+
+    statuses = asyncio.run(burst())
+    assert sorted(statuses) == [200, 200, 402, 402, 402, 402]
+    assert len(stack.upstream.state.reported) - upstream_before == 2  # no upstream work wasted
+    assert stack.services.ledger.balance(org_id).pending == 0
+    assert verify(stack.services.database).ok
