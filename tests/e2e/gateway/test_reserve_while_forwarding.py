@@ -57,6 +57,24 @@ def refused_meanwhile(stack: Stack, send: Callable[[openai.OpenAI], object]) -> 
     return org_id, client, caught.value
 
 
+def slow_burst(stack: Stack, secret: str, requests: int = 6) -> list[int]:
+    """``requests`` slow requests of one key at once; their status codes."""
+    import asyncio
+
+    async def burst() -> list[int]:
+        async with stack.openai_async(secret) as burst_client:
+            async def one() -> int:
+                try:
+                    await burst_client.chat.completions.create(
+                        model="mock-gpt", messages=[{"role": "user", "content": "hello #slow"}], max_tokens=50)
+                    return 200
+                except openai.APIStatusError as error:
+                    return error.status_code
+            return await asyncio.gather(*(one() for _ in range(requests)))
+
+    return asyncio.run(burst())
+
+
 def cost(usages: tuple[object, ...]) -> int:
     return sum(u.prompt_tokens * 150 + u.completion_tokens * 600 for u in usages)  # type: ignore[attr-defined]
 
@@ -167,7 +185,6 @@ def test_a_burst_sends_upstream_only_what_the_balance_covers(stack: Stack) -> No
     """Six slow requests at once against credits for two: the four refused never reach the
     upstream, whether they arrive in one turn of the gateway's loop or apart, before or after the
     first holds are committed (see Pipeline._may_overlap and Pipeline.reserve)."""
-    import asyncio
 
     from sqlalchemy import select
 
@@ -182,19 +199,7 @@ def test_a_burst_sends_upstream_only_what_the_balance_covers(stack: Stack) -> No
     upstream_before = len(stack.upstream.state.reported)
     secret = client.api_key
 
-    async def burst() -> list[int]:
-        async with stack.openai_async(secret) as burst_client:
-            async def one() -> int:
-                try:
-                    await burst_client.chat.completions.create(
-                        model="mock-gpt", messages=[{"role": "user", "content": "hello #slow"}],
-                        max_tokens=50)
-                    return 200
-                except openai.APIStatusError as error:
-                    return error.status_code
-            return await asyncio.gather(*(one() for _ in range(6)))
-
-    statuses = asyncio.run(burst())
+    statuses = slow_burst(stack, secret)
     assert sorted(statuses) == [200, 200, 402, 402, 402, 402]
     assert len(stack.upstream.state.reported) - upstream_before == 2  # no upstream work wasted
     balance = stack.services.ledger.balance(org_id)
@@ -205,7 +210,6 @@ def test_a_burst_sends_upstream_only_what_the_balance_covers(stack: Stack) -> No
 def test_a_burst_sends_upstream_only_what_the_keys_hard_budget_covers(stack: Stack) -> None:
     """The organization has credits to spare, but the key's hard budget covers two more holds:
     of six requests at once, the four its budget refuses never reach the upstream."""
-    import asyncio
 
     from sqlalchemy import select
 
@@ -221,18 +225,7 @@ def test_a_burst_sends_upstream_only_what_the_keys_hard_budget_covers(stack: Sta
     ask(client, "hello #slow")  # overlaps; its settlement tells this process what the key may spend
     upstream_before = len(stack.upstream.state.reported)
 
-    async def burst() -> list[int]:
-        async with stack.openai_async(secret) as burst_client:
-            async def one() -> int:
-                try:
-                    await burst_client.chat.completions.create(
-                        model="mock-gpt", messages=[{"role": "user", "content": "hello #slow"}], max_tokens=50)
-                    return 200
-                except openai.APIStatusError as error:
-                    return error.status_code
-            return await asyncio.gather(*(one() for _ in range(6)))
-
-    statuses = asyncio.run(burst())
+    statuses = slow_burst(stack, secret)
     assert sorted(statuses) == [200, 200, 402, 402, 402, 402]
     assert len(stack.upstream.state.reported) - upstream_before == 2  # no upstream work wasted
     assert stack.services.ledger.balance(org_id).pending == 0
