@@ -8,6 +8,7 @@ Redis, updated by one Lua script per admission, so that every gateway process sh
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -15,8 +16,8 @@ from creditgate.clock import Clock
 from creditgate.errors import RateLimited
 
 WINDOW_US: Final = 60_000_000
-# A concurrency counter left behind by a crashed process disappears after this long.
-CONCURRENCY_KEY_TTL_S: Final = 900
+# A concurrency slot left behind by a crashed process is freed after this long.
+CONCURRENCY_SLOT_TTL_S: Final = 900
 REDIS_TIMEOUT_S: Final = 2.0
 REDIS_CONNECTIONS_MAX: Final = 64
 KEYS_TRACKED_MAX: Final = 100_000
@@ -41,6 +42,7 @@ class Ticket:
     window: int
     tokens: int
     concurrent: bool
+    slot: str = ""  # on Redis, the member that holds this request's concurrency slot
 
 
 class RateLimiter(Protocol):
@@ -95,23 +97,26 @@ class MemoryRateLimiter:
         return None
 
 
-# Checks all three limits and then counts, atomically. Returns {0} or {which, retry_after_s}.
+# Checks all three limits and then counts, atomically. Returns {0} or {which}. The running
+# requests are a sorted set of slots scored by when each expires: a slot that a crashed process
+# never released expires on its own, however busy the key stays (a plain counter whose expiry
+# every admission pushed back would keep it forever).
 _ADMIT_LUA: Final = """
 local requests = tonumber(redis.call('GET', KEYS[1]) or '0')
 local tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
-local running = tonumber(redis.call('GET', KEYS[3]) or '0')
 local rpm, tpm, cmax, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now_s, ttl_s, slot = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_s)
 if rpm >= 0 and requests + 1 > rpm then return {1} end
 if tpm >= 0 and tokens + want > tpm then return {2} end
-if cmax >= 0 and running + 1 > cmax then return {3} end
+if cmax >= 0 and redis.call('ZCARD', KEYS[3]) + 1 > cmax then return {3} end
 redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
 redis.call('INCRBY', KEYS[2], want); redis.call('EXPIRE', KEYS[2], 120)
-redis.call('INCR', KEYS[3]); redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+redis.call('ZADD', KEYS[3], now_s + ttl_s, slot); redis.call('EXPIRE', KEYS[3], ttl_s)
 return {0}
 """
 _RELEASE_LUA: Final = """
-local running = tonumber(redis.call('GET', KEYS[1]) or '0')
-if running > 0 then redis.call('DECR', KEYS[1]) end
+redis.call('ZREM', KEYS[1], ARGV[2])
 local unused = tonumber(ARGV[1])
 if unused > 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], unused) end
 return 0
@@ -132,18 +137,19 @@ class RedisRateLimiter:
 
     def _keys(self, key_id: str, window: int) -> list[str]:
         base = f"{self.prefix}:{key_id}"
-        return [f"{base}:r:{window}", f"{base}:t:{window}", f"{base}:c"]
+        return [f"{base}:r:{window}", f"{base}:t:{window}", f"{base}:slots"]
 
     async def admit(self, key_id: str, limits: RateLimits, tokens: int) -> Ticket:
         now = self.clock.now_us()
         window, into = divmod(now, WINDOW_US)
         retry_after_s = max(1, -(-(WINDOW_US - into) // 1_000_000))
         unset = -1
+        slot = secrets.token_hex(8)
         answer = await self._admit(keys=self._keys(key_id, window), args=[
             unset if limits.requests_per_min is None else limits.requests_per_min,
             unset if limits.tokens_per_min is None else limits.tokens_per_min,
             unset if limits.concurrent_max is None else limits.concurrent_max,
-            tokens, CONCURRENCY_KEY_TTL_S])
+            tokens, now // 1_000_000, CONCURRENCY_SLOT_TTL_S, slot])
         which = int(answer[0])
         if which == 1:
             raise _refuse("requests per minute", limits.requests_per_min or 0, retry_after_s)
@@ -151,11 +157,11 @@ class RedisRateLimiter:
             raise _refuse("tokens per minute", limits.tokens_per_min or 0, retry_after_s)
         if which == 3:
             raise _refuse("concurrent requests", limits.concurrent_max or 0, 1)
-        return Ticket(key_id, window, tokens, True)
+        return Ticket(key_id, window, tokens, True, slot)
 
     async def release(self, ticket: Ticket, tokens_used: int) -> None:
         keys = self._keys(ticket.key_id, ticket.window)
-        await self._release(keys=[keys[2], keys[1]], args=[max(0, ticket.tokens - tokens_used)])
+        await self._release(keys=[keys[2], keys[1]], args=[max(0, ticket.tokens - tokens_used), ticket.slot])
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -8,7 +8,12 @@ import pytest
 
 from creditgate.clock import ManualClock
 from creditgate.errors import RateLimited
-from creditgate.gateway.limits import MemoryRateLimiter, RateLimits, RedisRateLimiter
+from creditgate.gateway.limits import (
+    CONCURRENCY_SLOT_TTL_S,
+    MemoryRateLimiter,
+    RateLimits,
+    RedisRateLimiter,
+)
 
 
 def limiters(kind: str, clock: ManualClock, redis_url: str | None) -> list:  # type: ignore[type-arg]
@@ -52,5 +57,32 @@ def test_requests_tokens_and_concurrency_are_shared(kind_and_url) -> None:  # ty
         await first.release(await first.admit("key1", limits, 20), 20)
         for limiter in {id(x): x for x in (first, second)}.values():
             await limiter.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.redis
+def test_a_slot_a_crashed_process_left_on_redis_is_freed_however_busy_the_key_stays(redis_url: str) -> None:
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        crashed, alive = RedisRateLimiter(redis_url, clock), RedisRateLimiter(redis_url, clock)
+        limits = RateLimits(concurrent_max=2)
+        await crashed.admit("key1", limits, 1)  # never released: its process died
+        await crashed.close()
+        # The key stays busy: a request a minute, each admitted and released.
+        for _ in range(CONCURRENCY_SLOT_TTL_S // 60 - 1):  # (its ttl ends a minute after these)
+            await alive.release(await alive.admit("key1", limits, 1), 1)
+            clock.advance(seconds=60)
+        one = await alive.admit("key1", limits, 1)
+        with pytest.raises(RateLimited, match="concurrent"):
+            await alive.admit("key1", limits, 1)  # the dead slot still counts until its ttl
+        clock.advance(seconds=60)
+        two = await alive.admit("key1", limits, 1)  # past its ttl it is gone: both slots are ours
+        with pytest.raises(RateLimited, match="concurrent"):
+            await alive.admit("key1", limits, 1)
+        await alive.release(one, 1)
+        await alive.release(two, 1)
+        await alive.close()
 
     asyncio.run(scenario())
