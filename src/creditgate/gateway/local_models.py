@@ -134,11 +134,18 @@ def _feeds(session: Any, inputs: Any) -> tuple[dict[str, Any], int]:
         if spec.name not in inputs:
             raise InvalidInput(f"missing input {spec.name!r}", param=f"inputs.{spec.name}")
         try:
-            array = numpy.asarray(inputs[spec.name], dtype=_DTYPES.get(spec.type, "float32"))
-        except (TypeError, ValueError, OverflowError) as error:
+            # errstate: a cast that overflows (1e300 to float32, 1e30 to int64) raises instead of
+            # warning and going on with infinity or garbage.
+            with numpy.errstate(all="raise"):
+                array = numpy.asarray(inputs[spec.name], dtype=_DTYPES.get(spec.type, "float32"))
+            written = numpy.asarray(inputs[spec.name])  # the values as the client wrote them
+        except (TypeError, ValueError, OverflowError, FloatingPointError) as error:
             # NumPy 2 raises OverflowError for a number out of range of an integer input (300 for
             # uint8, -1 for an unsigned type, 2**63 for int64): the client's mistake, not ours.
             raise InvalidInput(f"input {spec.name!r}: {error}", param=f"inputs.{spec.name}") from None
+        # A cast would change what the client asked silently: 1.5 to an integer input becomes 1.
+        if array.dtype.kind in "iu" and written.dtype.kind == "f" and not numpy.array_equal(array, written):
+            raise InvalidInput(f"input {spec.name!r} takes integers", param=f"inputs.{spec.name}")
         if array.size > ELEMENTS_MAX:
             raise InvalidInput(f"input {spec.name!r} has more than {ELEMENTS_MAX} values",
                                param=f"inputs.{spec.name}")

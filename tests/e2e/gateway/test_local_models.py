@@ -54,6 +54,10 @@ def test_upload_base64_json(stack: Stack) -> None:
     answer = httpx.post(f"{stack.url}/v1/predict/iris-b64", json={"inputs": DEMO_INPUT},
                         headers={"authorization": f"Bearer {secret}"})
     assert answer.status_code == 200 and answer.json()["outputs"]["label"] == [0, 2]
+    # 1e300 does not fit the model's float32 input: a 422, not a prediction on infinity.
+    too_big = httpx.post(f"{stack.url}/v1/predict/iris-b64", json={"inputs": [[1e300, 1.0, 1.0, 1.0]]},
+                         headers={"authorization": f"Bearer {secret}"})
+    assert too_big.status_code == 422 and too_big.json()["error"]["param"] == "inputs.X", too_big.text
 
 
 def test_deployment_management(stack: Stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -147,7 +151,8 @@ def test_out_of_range_integer_inputs_are_422_and_charge_nothing(stack: Stack) ->
         # 300 and -1 do not fit uint8; 2**63 does not fit int64; 10**30 arrives as a float (orjson)
         # that does not fit int64 either. NumPy 2 raises OverflowError for each.
         for param, bad in [("inputs.X", {"X": [[300, 1]]}), ("inputs.X", {"X": [[-1, 1]]}),
-                           ("inputs.N", {"N": [[2**63]]}), ("inputs.N", {"N": [[10**30]]})]:
+                           ("inputs.N", {"N": [[2**63]]}), ("inputs.N", {"N": [[10**30]]}),
+                           ("inputs.X", {"X": [[1.5, 1]]})]:  # not cut silently to 1
             refused = client.post("/v1/predict/ints", json={"inputs": {**good, **bad}})
             assert refused.status_code == 422, (bad, refused.text)
             error = refused.json()["error"]
