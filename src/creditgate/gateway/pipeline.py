@@ -557,7 +557,8 @@ class Pipeline:
         ledger = self.services.ledger
         operation = ledger.debit_operation(call.principal.org_id, cost, scope=call.deployment.scope,
                                            subjects=(call.deployment.name,), ref=call.hold_id,
-                                           budget_subjects=budget_subjects(call.principal))
+                                           budget_subjects=budget_subjects(call.principal),
+                                           budgets_refuse=False)
         try:
             return await ledger.execute_async(operation)  # type: ignore[no-any-return]
         except InsufficientCredits:

@@ -73,7 +73,8 @@ class SettleRequest(_CarriesUsage, Post):
         if excess > 0:
             try:
                 debit = book.debit(excess, self.scope, now_us, subjects=self.subjects,
-                                   ref=self.hold_id, budget_subjects=self.budget_subjects)
+                                   ref=self.hold_id, budget_subjects=self.budget_subjects,
+                                   budgets_refuse=False)
                 overage = excess
                 result["debit_overage"] = debit["overage"]
             except InsufficientCredits:

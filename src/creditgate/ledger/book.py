@@ -351,7 +351,11 @@ class Book:
     # ----------------------------------------------------------------- debits
     def debit(self, amount: int, scope: str, now_us: int, *, subjects: tuple[str, ...] = (),
               ref: str | None = None, key: str | None = None,
-              fingerprint: str | None = None, budget_subjects: tuple[str, ...] = ()) -> dict[str, Any]:
+              fingerprint: str | None = None, budget_subjects: tuple[str, ...] = (),
+              budgets_refuse: bool = True) -> dict[str, Any]:
+        """``budgets_refuse`` False: the debit counts against the budgets without being refused
+        by a hard one (a charge for what was already used, such as an upstream's excess over its
+        hold: the budget stopped what it could when the hold was taken)."""
         assert amount > 0
         eligible = self.eligible(scope, subjects, now_us)
         covered = min(amount, sum(g.free for g in eligible))
@@ -360,7 +364,7 @@ class Book:
         if overage > headroom:
             available = covered - self.org.debt(scope)
             raise self._insufficient(available, amount, overdraft_headroom=format_amount(headroom))
-        for budget in self._check_budgets(budget_subjects, amount, now_us):
+        for budget in self._check_budgets(budget_subjects, amount, now_us, refuse=budgets_refuse):
             self._put_budget(budget._replace(spent=budget.spent + amount))
         entries: list[Entry] = []
         paid: list[list[Any]] = []
@@ -419,13 +423,15 @@ class Book:
         self._append("budget_set", now_us, budget.id, key, fingerprint, result, [])
         return result
 
-    def _check_budgets(self, subjects: tuple[str, ...], amount: int, now_us: int) -> list[Budget]:
-        """The budgets an amount counts against, as of now; refuses one a hard budget cannot take."""
+    def _check_budgets(self, subjects: tuple[str, ...], amount: int, now_us: int, *,
+                       refuse: bool = True) -> list[Budget]:
+        """The budgets an amount counts against, as of now; refuses one a hard budget cannot take
+        (unless ``refuse`` is False)."""
         if not subjects or not self.budgets:
             return []
         found = [budget_current(b, now_us) for b in self.budgets.values()
                  if b.subject in subjects and b.mode != "off"]
-        for budget in found:
+        for budget in found if refuse else ():
             room = budget.cap - budget.spent - budget.held
             if budget.mode == "hard" and amount > room:
                 raise InsufficientCredits(
@@ -440,8 +446,8 @@ class Book:
         or None when no hard budget applies."""
         if not subjects or not self.budgets:
             return None
-        rooms = [b.cap - b.spent - b.held for b in (budget_current(b, now_us) for b in self.budgets.values())
-                 if b.subject in subjects and b.mode == "hard"]
+        rooms = [b.cap - b.spent - b.held for b in (budget_current(b, now_us) for b in self.budgets.values()
+                                                    if b.mode == "hard" and b.subject in subjects)]
         return max(min(rooms), 0) if rooms else None
 
     def _put_budget(self, budget: Budget) -> None:

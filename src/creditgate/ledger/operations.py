@@ -139,15 +139,19 @@ class Debit(Operation):
     subjects: tuple[str, ...] = ()
     ref: str | None = None
     budget_subjects: tuple[str, ...] = ()
+    budgets_refuse: bool = True  # see Book.debit
 
     def params(self) -> dict[str, Any]:
-        return {"amount": self.amount, "scope": self.scope, "subjects": list(self.subjects),
-                "ref": self.ref, "budgets": list(self.budget_subjects)}
+        params = {"amount": self.amount, "scope": self.scope, "subjects": list(self.subjects),
+                  "ref": self.ref, "budgets": list(self.budget_subjects)}
+        if not self.budgets_refuse:  # (only then: earlier debits' fingerprints stay as they were)
+            params["budgets_refuse"] = False
+        return params
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         return book.debit(self.amount, self.scope, now_us, subjects=self.subjects, ref=self.ref,
                           key=self.idempotency_key, fingerprint=fingerprint,
-                          budget_subjects=self.budget_subjects)
+                          budget_subjects=self.budget_subjects, budgets_refuse=self.budgets_refuse)
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,12 +249,13 @@ class Ledger:
     def debit_operation(self, org_id: str, amount: int, *, scope: str = "inference",
                         subjects: Iterable[str] = (), ref: str | None = None,
                         idempotency_key: str | None = None,
-                        budget_subjects: Iterable[str] = ()) -> Debit:
+                        budget_subjects: Iterable[str] = (), budgets_refuse: bool = True) -> Debit:
         check_micros(amount, field="credits", allow_zero=False)
         check_usage_scope(scope)
         check_text(ref, "ref", REF_LENGTH_MAX)
         return Debit(org_id, check_key(idempotency_key), amount=amount, scope=scope,
-                     subjects=tuple(subjects), ref=ref, budget_subjects=tuple(budget_subjects))
+                     subjects=tuple(subjects), ref=ref, budget_subjects=tuple(budget_subjects),
+                     budgets_refuse=budgets_refuse)
 
     def debit(self, org_id: str, amount: int, **options: Any) -> dict[str, Any]:
         return self.execute(self.debit_operation(org_id, amount, **options))

@@ -32,9 +32,12 @@ def test_hard_key_budget_answers_402_with_its_limit_source(stack: Stack) -> None
 
 
 def test_what_an_upstream_reports_beyond_the_hold_counts_against_the_keys_budget(stack: Stack) -> None:
+    """The hold fits the hard budget; the excess does not, and is charged all the same (the
+    budget stopped what it could when the hold was taken; the tokens are used)."""
     stack.deploy(name="mock-gpt")
     org_id, key_id, secret = stack.org_with_key("budgeted", "100")
-    stack.services.ledger.set_budget(org_id, f"key:{key_id}", parse_amount("1"), mode="hard")
+    cap = parse_amount("0.02")
+    stack.services.ledger.set_budget(org_id, f"key:{key_id}", cap, mode="hard")
     raw = stack.openai(secret).chat.completions.with_raw_response.create(
         model="mock-gpt", messages=[{"role": "user", "content": "#overreport"}], max_tokens=2)
     usage = raw.parse().usage
@@ -42,4 +45,7 @@ def test_what_an_upstream_reports_beyond_the_hold_counts_against_the_keys_budget
     assert charged == cost(usage.prompt_tokens, usage.completion_tokens)  # far above the hold of 2 tokens
     [budget] = stack.services.ledger.list_budgets(org_id)
     assert (budget.spent, budget.held) == (charged, 0)  # the excess too, not only the hold
+    assert charged > cap
     assert stack.services.ledger.balance(org_id).available == parse_amount("100") - charged
+    [row] = stack.usage_rows()
+    assert "uncollected_credits" not in row["meters"]
