@@ -8,6 +8,9 @@ from typing import Final
 
 BODY_BYTES_MAX: Final = 8 * 1024 * 1024
 HOLD_TTL_MIN_S: Final = 120
+# A stream is timed line by line (the deployment's timeout), and as a whole by this: its hold must
+# outlive it, and a stream without end would keep a concurrency slot without end.
+STREAM_SECONDS_MAX: Final = 30 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,8 @@ class GatewayConfig:
         )
 
 
-def hold_ttl_s(timeout_ms: int) -> int:
-    """A hold outlives the request it covers: twice the upstream timeout, at least two minutes."""
-    return max(HOLD_TTL_MIN_S, 2 * -(-timeout_ms // 1000))
+def hold_ttl_s(timeout_ms: int, *, stream: bool = False) -> int:
+    """A hold outlives the request it covers: twice the upstream timeout (the wait for a slot and
+    the call), at least two minutes; for a stream, the longest a stream may run, plus as much."""
+    plain = max(HOLD_TTL_MIN_S, 2 * -(-timeout_ms // 1000))
+    return max(plain, STREAM_SECONDS_MAX + plain) if stream else plain

@@ -16,8 +16,9 @@ from creditgate.clock import Clock
 from creditgate.errors import RateLimited
 
 WINDOW_US: Final = 60_000_000
-# A concurrency slot left behind by a crashed process is freed after this long.
-CONCURRENCY_SLOT_TTL_S: Final = 900
+# A concurrency slot left behind by a crashed process is freed after this long: longer than a
+# stream may run (config.STREAM_SECONDS_MAX), so that a live one never loses its slot.
+CONCURRENCY_SLOT_TTL_S: Final = 2_000
 REDIS_TIMEOUT_S: Final = 2.0
 REDIS_CONNECTIONS_MAX: Final = 64
 KEYS_TRACKED_MAX: Final = 100_000

@@ -136,7 +136,7 @@ def _feeds(session: Any, inputs: Any) -> tuple[dict[str, Any], int]:
         try:
             # errstate: a cast that overflows (1e300 to float32, 1e30 to int64) raises instead of
             # warning and going on with infinity or garbage.
-            with numpy.errstate(all="raise"):
+            with numpy.errstate(over="raise", invalid="raise"):  # (underflow to 0 is fine)
                 array = numpy.asarray(inputs[spec.name], dtype=_DTYPES.get(spec.type, "float32"))
             written = numpy.asarray(inputs[spec.name])  # the values as the client wrote them
         except (TypeError, ValueError, OverflowError, FloatingPointError) as error:

@@ -254,7 +254,7 @@ class Pipeline:
         deployment = call.deployment
         return ReserveForRequest(
             call.principal.org_id, None, amount=min(call.max_cost, MICROS_MAX), scope=deployment.scope,
-            ttl_us=hold_ttl_s(deployment.timeout_ms) * 1_000_000, subjects=(deployment.name,),
+            ttl_us=hold_ttl_s(deployment.timeout_ms, stream=call.stream) * 1_000_000, subjects=(deployment.name,),
             model=deployment.name, budget_subjects=budget_subjects(call.principal))
 
     def _reserved(self, call: Call, result: dict[str, Any]) -> None:
@@ -355,16 +355,20 @@ class Pipeline:
             try:
                 await self._reserve_during(call, opening, sent)
             except BaseException:
-                await lines.aclose()
-                turn.release()
+                try:
+                    await lines.aclose()
+                finally:
+                    turn.release()
                 raise
         try:
             first = await opening
         except StopAsyncIteration:
             first = DONE_LINE
         except BaseException as error:
-            await lines.aclose()
-            turn.release()
+            try:
+                await lines.aclose()
+            finally:
+                turn.release()
             await self.abandon(call, error)
             raise
 

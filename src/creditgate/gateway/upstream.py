@@ -20,6 +20,7 @@ import orjson
 
 from creditgate.errors import UpstreamError
 from creditgate.gateway import secrets
+from creditgate.gateway.config import STREAM_SECONDS_MAX
 from creditgate.gateway.deployments import Deployment
 
 CONNECTIONS_MAX: Final = 1024
@@ -97,17 +98,17 @@ class Upstreams:
     def _request(deployment: Deployment, path: str, *,
                  stream: bool = False) -> tuple[str, dict[str, str], aiohttp.ClientTimeout]:
         """URL, headers and timeouts. A plain answer must arrive whole within the deployment's
-        timeout; a stream may run for as long as it keeps talking: the timeout bounds the wait for
-        each line (the first included), not the whole answer, or a long generation would be cut
-        off halfway."""
+        timeout; a stream may run for as long as it keeps talking, up to STREAM_SECONDS_MAX: the
+        timeout bounds the wait for each line (the first included), not the whole answer, or a
+        long generation would be cut off halfway."""
         headers = {"content-type": "application/json"}
         api_key = secrets.resolve(deployment.api_key_env, deployment.api_key_encrypted)
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         timeout_s = deployment.timeout_ms / 1000
         connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
-        timeout = (aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=timeout_s) if stream
-                   else aiohttp.ClientTimeout(total=timeout_s, connect=connect_s))
+        timeout = (aiohttp.ClientTimeout(total=STREAM_SECONDS_MAX, connect=connect_s, sock_read=timeout_s)
+                   if stream else aiohttp.ClientTimeout(total=timeout_s, connect=connect_s))
         return f"{deployment.base_url}{path}", headers, timeout
 
     async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any], *,
@@ -179,8 +180,9 @@ class _SentPayload(aiohttp.BytesPayload):
 def _transport_failure(deployment: Deployment, error: BaseException, *,
                        mid_stream: bool = False) -> UpstreamFailure:
     if isinstance(error, asyncio.TimeoutError):
-        return UpstreamFailure(504, f"the upstream of {deployment.name} timed out after "
-                                    f"{deployment.timeout_ms / 1000:g} s", code="upstream_timeout",
+        limit = (f"sent nothing for {deployment.timeout_ms / 1000:g} s or ran past {STREAM_SECONDS_MAX} s"
+                 if mid_stream else f"timed out after {deployment.timeout_ms / 1000:g} s")
+        return UpstreamFailure(504, f"the upstream of {deployment.name} {limit}", code="upstream_timeout",
                                reached=not isinstance(error, aiohttp.ConnectionTimeoutError))
     if mid_stream:
         return UpstreamFailure(502, f"the upstream of {deployment.name} broke off mid-stream "

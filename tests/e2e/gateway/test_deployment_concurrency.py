@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import openai
 import pytest
+from sqlalchemy import select
 from tests.e2e.gateway.conftest import FEE, PRICES_WITH_FEE, Stack, cost
 
+from creditgate.gateway.config import STREAM_SECONDS_MAX, hold_ttl_s
 from creditgate.ledger.credits import parse_amount
 from creditgate.ledger.verify import verify
+from creditgate.storage.schema import holds
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -23,6 +26,10 @@ def test_a_stream_holds_the_only_slot_for_its_whole_life_and_outlives_the_timeou
         model="mock-gpt", messages=[{"role": "user", "content": "long #linger"}], max_tokens=5, stream=True,
         stream_options={"include_usage": True})
     chunks = [next(stream)]  # five chunks, a second apart: about 4 s in all
+    with stack.services.database.read() as connection:
+        [(created, expires)] = connection.execute(select(holds.c.created_at_us, holds.c.expires_at_us)).all()
+    # The stream's hold outlives the longest stream (its lines are timed one by one, not as a whole).
+    assert expires - created == hold_ttl_s(1500, stream=True) * 1_000_000 > STREAM_SECONDS_MAX * 1_000_000
     upstream_calls = len(stack.upstream.state.reported)
 
     with pytest.raises(openai.APIStatusError) as busy:

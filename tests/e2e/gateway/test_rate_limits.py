@@ -71,14 +71,15 @@ def test_a_slot_a_crashed_process_left_on_redis_is_freed_however_busy_the_key_st
         await crashed.admit("key1", limits, 1)  # never released: its process died
         await crashed.close()
         # The key stays busy: a request a minute, each admitted and released.
-        for _ in range(CONCURRENCY_SLOT_TTL_S // 60 - 1):  # (its ttl ends a minute after these)
+        minutes = (CONCURRENCY_SLOT_TTL_S - 1) // 60  # all within the dead slot's ttl
+        for _ in range(minutes):
             await alive.release(await alive.admit("key1", limits, 1), 1)
             clock.advance(seconds=60)
         one = await alive.admit("key1", limits, 1)
         with pytest.raises(RateLimited, match="concurrent"):
             await alive.admit("key1", limits, 1)  # the dead slot still counts until its ttl
-        clock.advance(seconds=60)
-        two = await alive.admit("key1", limits, 1)  # past its ttl it is gone: both slots are ours
+        clock.advance(seconds=CONCURRENCY_SLOT_TTL_S - 60 * minutes)
+        two = await alive.admit("key1", limits, 1)  # at its ttl it is gone: both slots are ours
         with pytest.raises(RateLimited, match="concurrent"):
             await alive.admit("key1", limits, 1)
         await alive.release(one, 1)
