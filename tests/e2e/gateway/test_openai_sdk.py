@@ -134,6 +134,23 @@ def test_upstream_error_passes_through_and_charges_nothing(stack: Stack) -> None
     assert (row["tags"]["status"], row["tags"]["error"]) == ("error", "upstream_error")
 
 
+def test_an_upstream_that_cannot_be_reached_is_502_and_free_even_with_a_fee(stack: Stack) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    stack.deploy(name="mock-gpt", base_url=f"http://127.0.0.1:{port}/v1", prices=PRICES_WITH_FEE)
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    with pytest.raises(openai.APIStatusError) as caught:
+        stack.openai(secret).chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.status_code == 502 and caught.value.body["code"] == "upstream_unreachable"  # type: ignore[index]
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10"), 0)  # the fee is for requests that got there
+    [row] = stack.usage_rows()
+    assert (row["credits"], row["tags"]["error"]) == (0, "upstream_unreachable")
+
+
 def test_upstream_timeout_is_504_and_free(stack: Stack) -> None:
     stack.deploy(name="mock-slow", timeout_s=0.2)
     org_id, _, secret = stack.org_with_key("acme", "10")

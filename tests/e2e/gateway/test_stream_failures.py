@@ -72,7 +72,7 @@ def test_an_upstream_that_drops_the_connection_mid_stream_is_charged_for_the_del
 
 def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_was_sent_and_recorded_as_gone(
         stack: Stack) -> None:
-    stack.deploy(name="mock-gpt")
+    stack.deploy(name="mock-gpt", concurrency_max=1)
     org_id, _, secret = stack.org_with_key("acme", "10")
     stream = stack.openai(secret).chat.completions.create(
         model="mock-gpt", messages=[{"role": "user", "content": "hello #drip"}], max_tokens=400, stream=True)
@@ -87,4 +87,7 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_was_sent_and_rec
     assert 2 <= row["meters"]["output_tokens"] < 400 and row["meters"]["estimated"] == 1
     balance = stack.services.ledger.balance(org_id)
     assert (balance.available, balance.pending) == (parse_amount("10") - row["credits"], 0)
+    # The deployment's only slot came back with the stream's end.
+    assert stack.openai(secret).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": "hi"}], max_tokens=5).choices
     assert verify(stack.services.database).ok
