@@ -130,7 +130,8 @@ class ReserveAndSettle(_CarriesUsage, Operation):
 
     def apply(self, book: Book, now_us: int, fingerprint: str | None) -> dict[str, Any]:
         reserve = self.reserve
-        held = reserve.apply(book, now_us, None)  # raises before it changes anything
+        # The plain Reserve: the balances are reported once, after the settlement below.
+        held = Reserve.apply(reserve, book, now_us, None)  # raises before it changes anything
         settle = settle_operation(self.org_id, held["hold_id"], cost=self.cost, held=reserve.amount,
                                   scope=reserve.scope, subjects=reserve.subjects,
                                   budget_subjects=reserve.budget_subjects)
