@@ -44,10 +44,10 @@ class DeploymentStore:
         values = validate(data)
         if model_bytes is not None:
             values["model_bytes"] = model_bytes
-        if values["backend"] == "onnx" and not values.get("model_bytes"):
-            raise InvalidInput("an onnx deployment needs its model: upload a file or give model_base64",
-                               param="model_base64")
         if values["backend"] == "onnx":
+            if not values.get("model_bytes"):
+                raise InvalidInput("an onnx deployment needs its model: upload a file or give model_base64",
+                                   param="model_base64")
             check_model(values["model_bytes"], "file" if model_bytes is not None else "model_base64")
         now = self.clock.now_us()
         row = self._columns(values)
@@ -61,15 +61,17 @@ class DeploymentStore:
         return self.get(row["id"])
 
     def update(self, id_or_name: str, data: dict[str, Any], *, model_bytes: bytes | None = None) -> Deployment:
-        # A new model is checked before the write starts: loading it can take a while. (A model
-        # given to a deployment that is not, and does not become, a local one is not loaded.)
-        new_model = (model_bytes if model_bytes is not None
-                     else decode_model(data["model_base64"]) if "model_base64" in data else None)
-        if new_model is not None:
+        # A new model is decoded once and checked before the write starts: loading it can take a
+        # while. Only a local deployment's is loaded (a deployment's backend never changes).
+        param = "file"
+        if model_bytes is None and "model_base64" in data:
+            model_bytes, param = decode_model(data["model_base64"]), "model_base64"
+            data = {name: value for name, value in data.items() if name != "model_base64"}
+        if model_bytes is not None:
             with self.database.read() as connection:
-                backend = data.get("backend") or self._row(connection, id_or_name).backend
+                backend = self._row(connection, id_or_name).backend
             if backend == "onnx":
-                check_model(new_model, "file" if model_bytes is not None else "model_base64")
+                check_model(model_bytes, param)
         with self.database.write() as connection:
             current = self._row(connection, id_or_name)
             values = validate(data, current=dict(current._mapping))

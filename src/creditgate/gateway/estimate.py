@@ -54,24 +54,17 @@ class MaxUsage:
 
 def max_usage(body: dict[str, Any], body_bytes: int, *, endpoint: str,
               max_tokens_default: int) -> MaxUsage:
-    input_tokens = body_bytes + IMAGE_TOKENS_MAX * _image_parts(body.get("messages"))
+    input_tokens = body_bytes + IMAGE_TOKENS_MAX * _media_parts(body.get("messages"))
     if endpoint == "embeddings":
         return MaxUsage(input_tokens, 0, False)
     names = ("max_tokens",) if endpoint == "completions" else ("max_completion_tokens", "max_tokens")
-    limits = [_limit(body, name) for name in names if body.get(name) is not None]
+    limits = [_count(body, name, OUTPUT_TOKENS_MAX) for name in names if body.get(name) is not None]
     cap_applied = not limits
     limit = max_tokens_default if cap_applied else max(limits)
     choices = _count(body, "n", CHOICES_MAX)
     if endpoint == "completions":
         choices *= _count(body, "best_of", CHOICES_MAX) * _prompts(body.get("prompt"))
     return MaxUsage(input_tokens, limit * choices, cap_applied)
-
-
-def _limit(body: dict[str, Any], name: str) -> int:
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= OUTPUT_TOKENS_MAX:
-        raise InvalidInput(f"{name} must be an integer from 1 to {OUTPUT_TOKENS_MAX}", param=name)
-    return value
 
 
 def _prompts(prompt: Any) -> int:
@@ -93,7 +86,7 @@ def _count(body: dict[str, Any], name: str, most: int) -> int:
     return value
 
 
-def _image_parts(messages: Any) -> int:
+def _media_parts(messages: Any) -> int:
     if not isinstance(messages, list):
         return 0
     count = 0

@@ -43,7 +43,7 @@ from creditgate.gateway.limits import Ticket
 from creditgate.gateway.settlement import ReserveAndSettle, ReserveForRequest, settle_operation
 from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
 from creditgate.gateway.upstream import UpstreamFailure
-from creditgate.gateway.usage import TAG_LENGTH_MAX, UsageRecord, parse_tags
+from creditgate.gateway.usage import UsageRecord, parse_tags
 from creditgate.ledger.credits import MICROS_MAX, format_amount
 from creditgate.ledger.loop_commit import DEFERRED
 from creditgate.tracking.hooks import request_settled, upstream_timer
@@ -349,26 +349,27 @@ class Pipeline:
         lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], upstream_body(call),
                                        sent=sent)
         meter = StreamMeter(call.client_wants_usage)
+
+        async def close_upstream() -> None:
+            try:
+                await lines.aclose()
+            finally:
+                turn.release()
+
         opening: Any = lines.__anext__()
         if sent is not None:
             opening = asyncio.ensure_future(opening)
             try:
                 await self._reserve_during(call, opening, sent)
             except BaseException:
-                try:
-                    await lines.aclose()
-                finally:
-                    turn.release()
+                await close_upstream()
                 raise
         try:
             first = await opening
         except StopAsyncIteration:
             first = DONE_LINE
         except BaseException as error:
-            try:
-                await lines.aclose()
-            finally:
-                turn.release()
+            await close_upstream()
             await self.abandon(call, error)
             raise
 
@@ -401,10 +402,7 @@ class Pipeline:
         async def finish() -> None:
             # Runs after every ending: a normal end has settled already; a disconnect has not.
             try:
-                try:
-                    await lines.aclose()
-                finally:
-                    turn.release()
+                await close_upstream()
                 if not call.finished:
                     await self.settle(call, stream_meters(meter, call), status="partial",
                                       error="client_disconnected")
@@ -446,7 +444,7 @@ class Pipeline:
                 self.usage.unexpect()
                 raise
             available = result.get("available", call.available)
-            self._remember_available(_payer(call), result.get("spendable", result.get("available")))
+            self._remember_available(_payer(call), result.get("spendable"))
             if call.usage_recorded:
                 self.usage.unexpect()
                 request_settled(self.services, call.principal.org_id, call.deployment.name, status, meters,
@@ -608,14 +606,14 @@ def stream_error_code(failed: dict[str, Any] | None) -> str:
     ``upstream_stream_ended`` when it just stopped."""
     error = failed.get("error") if failed else None
     code = error.get("code") if isinstance(error, dict) else None
-    return str(code)[:TAG_LENGTH_MAX] if code else "upstream_stream_ended"
+    return str(code) if code else "upstream_stream_ended"
 
 
 def failure_code(error: BaseException) -> str:
     """What ended a request that failed, as its usage record's ``error`` tag."""
     if isinstance(error, CreditgateError):
         return error.code
-    if isinstance(error, (asyncio.CancelledError, anyio.get_cancelled_exc_class())):
+    if isinstance(error, asyncio.CancelledError):
         return "client_disconnected"
     return "internal_error"
 

@@ -216,7 +216,7 @@ def stored_tags(record: UsageRecord) -> dict[str, str]:
     tags = {**record.tags, "deployment": record.deployment, "status": record.status}
     error = record.details.get("error")
     if error:
-        tags["error"] = str(error)
+        tags["error"] = str(error)[:TAG_LENGTH_MAX]  # an upstream's own code may be of any length
     return tags
 
 

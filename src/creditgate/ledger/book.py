@@ -427,10 +427,7 @@ class Book:
                        refuse: bool = True) -> list[Budget]:
         """The budgets an amount counts against, as of now; refuses one a hard budget cannot take
         (unless ``refuse`` is False)."""
-        if not subjects or not self.budgets:
-            return []
-        found = [budget_current(b, now_us) for b in self.budgets.values()
-                 if b.subject in subjects and b.mode != "off"]
+        found = self._budgets_of(subjects, now_us)
         for budget in found if refuse else ():
             room = budget.cap - budget.spent - budget.held
             if budget.mode == "hard" and amount > room:
@@ -444,11 +441,15 @@ class Book:
     def budget_room(self, subjects: tuple[str, ...], now_us: int) -> int | None:
         """What the hard budgets of ``subjects`` still let through as of now (the least of them),
         or None when no hard budget applies."""
-        if not subjects or not self.budgets:
-            return None
-        rooms = [b.cap - b.spent - b.held for b in (budget_current(b, now_us) for b in self.budgets.values()
-                                                    if b.mode == "hard" and b.subject in subjects)]
+        rooms = [b.cap - b.spent - b.held for b in self._budgets_of(subjects, now_us) if b.mode == "hard"]
         return max(min(rooms), 0) if rooms else None
+
+    def _budgets_of(self, subjects: tuple[str, ...], now_us: int) -> list[Budget]:
+        """The budgets (not off) of ``subjects``, as of now."""
+        if not subjects or not self.budgets:
+            return []
+        return [budget_current(b, now_us) for b in self.budgets.values()
+                if b.subject in subjects and b.mode != "off"]
 
     def _put_budget(self, budget: Budget) -> None:
         self.budgets[budget.id] = budget
