@@ -100,6 +100,7 @@ def validate(data: dict[str, Any], *, current: dict[str, Any] | None = None) -> 
         values["kind"] = kind
     if "base_url" in data or (current is None and merged_backend == "openai"):
         values["base_url"] = _base_url(data.get("base_url"))
+        _check_credential_follows(values["base_url"], data, current)
     if "upstream_model" in data or current is None:
         upstream = data.get("upstream_model")
         values["upstream_model"] = _name(upstream, "upstream_model") if upstream else None
@@ -159,6 +160,19 @@ def _base_url(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s]{1,490}$", value):
         raise InvalidInput("base_url must be an http:// or https:// URL", param="base_url")
     return value.rstrip("/")
+
+
+def _check_credential_follows(base_url: str, data: dict[str, Any], current: dict[str, Any] | None) -> None:
+    """A stored key goes only to the host it was given for.
+
+    Repointing a deployment that holds an encrypted key would otherwise send that key to whatever
+    host the new URL names, which is a way to read a credential the API never shows.
+    """
+    if current is None or current.get("api_key_encrypted") is None or "api_key" in data:
+        return
+    if base_url != current.get("base_url"):
+        raise InvalidInput("changing base_url of a deployment with a stored api_key needs the "
+                           "api_key again (or null to drop it)", param="api_key")
 
 
 def _optional_text(value: Any, field: str, length_max: int) -> str | None:

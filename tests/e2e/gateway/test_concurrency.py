@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import openai
+import pytest
 from tests.e2e.gateway.conftest import PRICES, Stack
 
 from creditgate.ledger.credits import parse_amount
@@ -38,20 +40,31 @@ async def one_stream(client: openai.AsyncOpenAI, index: int) -> tuple[str, int]:
         assert error.status_code == 402, error
         return "refused", 0
     received = 0
-    async for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            received += 1
-            if disconnect:
-                break
+    try:
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received += 1
+                if disconnect:
+                    # Hang up mid-stream by closing the connection; chunks already read may
+                    # still arrive, then the iteration ends through the closed connection.
+                    await stream.response.aclose()
+    except (openai.APIConnectionError, httpx.StreamError) as error:
+        assert disconnect, error
+    assert received > 0
     await stream.close()
     return ("cut" if disconnect else "done"), received
 
 
 async def run_all(stack: Stack, secret: str) -> list[tuple[str, int]]:
     async with stack.openai_async(secret) as client:
-        return await asyncio.gather(*(one_stream(client, index) for index in range(REQUESTS)))
+            return await asyncio.gather(*(one_stream(client, index) for index in range(REQUESTS)))
 
 
+# The SDK's stream leaves its inner async generators suspended (it breaks out of them at
+# [DONE]); when the garbage collector finalizes them while asyncio closes them too, Python reports
+# "async generator already executing" as an unraisable exception. That is the client's own
+# clean-up, not the gateway's behaviour, and it came up once in many runs.
+@pytest.mark.filterwarnings("ignore:(?s).*generator.*already (executing|running):pytest.PytestUnraisableExceptionWarning")
 def test_many_streams_never_overspend_and_leave_no_hold(stack: Stack) -> None:
     from creditgate.ledger.verify import verify
 

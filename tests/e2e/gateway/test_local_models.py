@@ -69,6 +69,18 @@ def test_deployment_management(stack: Stack, monkeypatch) -> None:  # type: igno
     assert "sk-upstream-secret" not in stack.admin.get("/api/v1/deployments").text
     updated = stack.admin.patch("/api/v1/deployments/mock-gpt", json={"concurrency_max": 3})
     assert updated.status_code == 200 and updated.json()["concurrency_max"] == 3
+    # The stored key is not sent to a new host unless it is given again.
+    base_url = created["base_url"]
+    moved = stack.admin.patch("/api/v1/deployments/mock-gpt", json={"base_url": "http://198.51.100.7/v1"})
+    assert moved.status_code == 422 and moved.json()["error"]["param"] == "api_key", moved.text
+    assert stack.admin.get("/api/v1/deployments/mock-gpt").json()["base_url"] == base_url
+    same = stack.admin.patch("/api/v1/deployments/mock-gpt", json={"base_url": base_url + "/"})
+    assert same.status_code == 200, same.text
+    rekeyed = stack.admin.patch("/api/v1/deployments/mock-gpt", json={
+        "base_url": "http://198.51.100.7/v1", "api_key": "sk-other"})
+    assert rekeyed.status_code == 200 and rekeyed.json()["has_stored_api_key"] is True
+    dropped = stack.admin.patch("/api/v1/deployments/mock-gpt", json={"base_url": base_url, "api_key": None})
+    assert dropped.status_code == 200 and dropped.json()["has_stored_api_key"] is False
     assert stack.admin.get(f"/api/v1/deployments/{created['id']}").json()["name"] == "mock-gpt"
     assert stack.admin.post("/api/v1/deployments", json={"name": "x", "backend": "openai"}).status_code == 422
     assert stack.admin.post("/api/v1/deployments", json={
