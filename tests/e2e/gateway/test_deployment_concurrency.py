@@ -5,6 +5,9 @@ anything is sent upstream, with nothing charged (not even a per-request fee)."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
+
 import openai
 import pytest
 from sqlalchemy import select
@@ -18,7 +21,9 @@ from creditgate.storage.schema import holds
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-def test_a_stream_holds_the_only_slot_for_its_whole_life_and_outlives_the_timeout(stack: Stack) -> None:
+@pytest.mark.parametrize("queued_stream", [False, True], ids=["queued-plain", "queued-stream"])
+def test_a_stream_holds_the_only_slot_for_its_whole_life_and_outlives_the_timeout(
+        stack: Stack, queued_stream: bool) -> None:
     stack.deploy(name="mock-gpt", concurrency_max=1, timeout_s=1.5, prices=PRICES_WITH_FEE)
     org_id, _, secret = stack.org_with_key("acme", "10")
     client = stack.openai(secret)
@@ -32,9 +37,20 @@ def test_a_stream_holds_the_only_slot_for_its_whole_life_and_outlives_the_timeou
     assert expires - created == hold_ttl_s(1500, stream=True) * 1_000_000 > STREAM_SECONDS_MAX * 1_000_000
     upstream_calls = len(stack.upstream.state.reported)
 
-    with pytest.raises(openai.APIStatusError) as busy:
-        client.chat.completions.create(model="mock-gpt", messages=HELLO, max_tokens=5)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        queued = pool.submit(client.chat.completions.create, model="mock-gpt", messages=HELLO, max_tokens=5,
+                             stream=queued_stream)
+        # While it waits for the slot, the queued request already holds its credits: its key's
+        # next hold need not wait for it to reach the upstream.
+        deadline = time.monotonic() + 1.4
+        while len(stack.services.ledger.list_holds(org_id, status="pending")) < 2 and not queued.done():
+            assert time.monotonic() < deadline, "the queued request's hold was not committed"
+            time.sleep(0.01)
+        assert not queued.done()
+        with pytest.raises(openai.APIStatusError) as busy:
+            queued.result()
     assert busy.value.status_code == 503 and busy.value.body["code"] == "deployment_busy"  # type: ignore[index]
+    assert len(stack.services.ledger.list_holds(org_id, status="pending")) == 1  # its hold is voided
 
     chunks.extend(stream)  # still running after the 1.5 s timeout: no line came later than that
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "tok0 tok1 tok2 tok3 tok4 "
