@@ -5,8 +5,9 @@ tokens are the words of the prompt plus 3 per message. Directives in the prompt 
 ``#error500`` (a 500 answer), ``#overreport`` (usage far above max_tokens), ``#slow`` (sleeps
 past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE] or usage),
 ``#crash`` (the stream breaks off after two chunks: the connection drops mid-answer),
-``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks). Every usage it
-reports is appended to ``reported``.
+``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks), ``#cookie`` (the
+answer sets a cookie; the request's own ``cookie`` header is appended to ``cookies_seen``). Every
+usage it reports is appended to ``reported``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def _prompt(body: dict[str, Any]) -> tuple[str, int]:
 
 def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
     reported: list[dict[str, Any]] = []
+    cookies_seen: list[str | None] = []
 
     def answer_error(status: int, message: str) -> Response:
         return Response(orjson.dumps({"error": {"message": message, "type": "server_error",
@@ -65,6 +67,10 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
             return StreamingResponse(_stream(kind, body["model"], words, usage, include_usage, text,
                                              reported), media_type="text/event-stream")
         reported.append(usage)
+        headers = {}
+        if "#cookie" in text:
+            cookies_seen.append(request.headers.get("cookie"))
+            headers["set-cookie"] = f"upstream_session=s{len(cookies_seen)}; Path=/"
         if kind == "chat":
             choices = [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
                         "finish_reason": "stop"}]
@@ -72,7 +78,8 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
             choices = [{"index": 0, "text": "".join(words), "finish_reason": "stop"}]
         return Response(orjson.dumps({"id": "cmpl-test", "object": "chat.completion" if kind == "chat"
                                       else "text_completion", "created": created, "model": body["model"],
-                                      "choices": choices, "usage": usage}), media_type="application/json")
+                                      "choices": choices, "usage": usage}), media_type="application/json",
+                        headers=headers)
 
     async def chat(request: Request) -> Response:
         return await generate(request, "chat")
@@ -98,6 +105,7 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
                             Route("/v1/embeddings", embeddings, methods=["POST"]),
                             Route("/v1/models", models, methods=["GET"])])
     app.state.reported = reported
+    app.state.cookies_seen = cookies_seen
     return app
 
 

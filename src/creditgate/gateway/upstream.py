@@ -59,7 +59,10 @@ class Upstreams:
             connector=aiohttp.TCPConnector(limit=CONNECTIONS_MAX, limit_per_host=KEEPALIVE_CONNECTIONS_MAX,
                                            keepalive_timeout=KEEPALIVE_EXPIRY_S),
             timeout=aiohttp.ClientTimeout(total=60.0, connect=CONNECT_TIMEOUT_S),
-            trust_env=False, read_bufsize=STREAM_LINE_BYTES_MAX, auto_decompress=True)
+            trust_env=False, read_bufsize=STREAM_LINE_BYTES_MAX, auto_decompress=True,
+            # One session serves every organization: a cookie an upstream sets for one request
+            # must not ride along on another organization's request.
+            cookie_jar=aiohttp.DummyCookieJar())
         self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
 
     async def close(self) -> None:

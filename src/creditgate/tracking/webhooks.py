@@ -13,6 +13,7 @@ on every attempt and on manual redelivery.
 from __future__ import annotations
 
 import time
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -83,6 +84,9 @@ class Webhooks:
     def client(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(timeout=DELIVERY_TIMEOUT_S, follow_redirects=False, trust_env=False)
+            # One client delivers for every organization: keep no cookie, or one endpoint's
+            # cookie would go to another organization's endpoint on the same host.
+            self._client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         return self._client
 
     def close(self) -> None:

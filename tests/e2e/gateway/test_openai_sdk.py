@@ -118,6 +118,18 @@ def test_unknown_model_is_404(stack: Stack) -> None:
     assert caught.value.body["code"] == "model_not_found"
 
 
+def test_an_upstream_cookie_is_not_carried_into_the_next_request(stack: Stack) -> None:
+    """One upstream session serves every organization: what an upstream sets for one request
+    (a load balancer's or a hosted API's cookie) must not ride along on another's. (By host name:
+    aiohttp's default jar keeps no cookies of a bare IP address.)"""
+    stack.deploy(name="mock-gpt", base_url=stack.upstream_url.replace("127.0.0.1", "localhost") + "/v1")
+    for name in ("first", "second"):
+        _, _, secret = stack.org_with_key(name, "10")
+        stack.openai(secret).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "hello #cookie"}], max_tokens=5)
+    assert stack.upstream.state.cookies_seen == [None, None]
+
+
 def test_upstream_error_passes_through_and_charges_nothing(stack: Stack) -> None:
     stack.deploy(name="mock-gpt")
     org_id, _, secret = stack.org_with_key("acme", "10")

@@ -26,7 +26,10 @@ def receiver(fail_first: int) -> Starlette:
     async def hook(request: Request) -> Response:
         body = await request.body()
         received.append({"headers": dict(request.headers), "body": body})
-        return Response(status_code=500 if len(received) <= fail_first else 204)
+        # A cookie on every answer: deliveries must not send it back (one client delivers for
+        # every organization, and two organizations' endpoints may share a host).
+        return Response(status_code=500 if len(received) <= fail_first else 204,
+                        headers={"set-cookie": f"receiver_session=r{len(received)}; Path=/"})
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
     app.state.received = received
@@ -67,6 +70,7 @@ def test_alert_is_retried_with_backoff_and_delivered_once(tracking_stack: Stack)
         assert len(ids) == 1  # one message, retried: the receiver deduplicates on webhook-id
         for item in received:
             signing.verify(endpoint["secret"], item["headers"], item["body"])
+            assert "cookie" not in item["headers"]
         payload = orjson.loads(received[-1]["body"])
         assert payload["type"] == "alert.fired"
         assert payload["data"]["kind"] == "available_below" and payload["data"]["org_id"] == org_id
