@@ -6,8 +6,9 @@ tokens are the words of the prompt plus 3 per message. Directives in the prompt 
 past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE] or usage),
 ``#crash`` (the stream breaks off after two chunks: the connection drops mid-answer),
 ``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks), ``#cookie`` (the
-answer sets a cookie; the request's own ``cookie`` header is appended to ``cookies_seen``). Every
-usage it reports is appended to ``reported``.
+answer sets a cookie; the request's own ``cookie`` header is appended to ``cookies_seen``),
+``#redirect`` (a 307 to the same path, which answers normally), ``#chunked`` (a plain answer sent
+without a content-length). Every usage it reports is appended to ``reported``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
         text, prompt_tokens = _prompt(body)
         if "#error500" in text:
             return answer_error(500, "the upstream broke")
+        if "#redirect" in text and "again" not in request.query_params:
+            return Response(status_code=307, headers={"location": f"{request.url.path}?again=1"})
         if "#slow" in text:
             await asyncio.sleep(1)
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
@@ -76,10 +79,13 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
                         "finish_reason": "stop"}]
         else:
             choices = [{"index": 0, "text": "".join(words), "finish_reason": "stop"}]
-        return Response(orjson.dumps({"id": "cmpl-test", "object": "chat.completion" if kind == "chat"
-                                      else "text_completion", "created": created, "model": body["model"],
-                                      "choices": choices, "usage": usage}), media_type="application/json",
-                        headers=headers)
+        content = orjson.dumps({"id": "cmpl-test", "object": "chat.completion" if kind == "chat"
+                                else "text_completion", "created": created, "model": body["model"],
+                                "choices": choices, "usage": usage})
+        if "#chunked" in text:
+            return StreamingResponse(iter([content[:10], content[10:]]), media_type="application/json",
+                                     headers=headers)
+        return Response(content, media_type="application/json", headers=headers)
 
     async def chat(request: Request) -> Response:
         return await generate(request, "chat")

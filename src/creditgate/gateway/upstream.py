@@ -30,6 +30,7 @@ CONNECT_TIMEOUT_S: Final = 5.0
 ERROR_BODY_BYTES_MAX: Final = 64 * 1024
 QUEUE_WAIT_MAX_S: Final = 30.0
 STREAM_LINE_BYTES_MAX: Final = 1024 * 1024
+ANSWER_BYTES_MAX: Final = 256 * 1024 * 1024  # a plain answer (2,048 embeddings of 3,072 floats fit)
 
 
 class UpstreamFailure(UpstreamError):
@@ -119,14 +120,15 @@ class Upstreams:
         """The upstream's JSON answer. ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
         try:
-            async with self.client.post(url, data=_payload(body, sent), headers=headers,
-                                        timeout=timeout) as response:
-                content = await response.read()
+            async with self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout,
+                                        allow_redirects=False) as response:
+                content = await _read_answer(response)
                 status = response.status
+                location = response.headers.get("location")
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
-        if status >= 400:
-            raise _answer_failure(status, content)
+        if status >= 300:
+            raise _answer_failure(status, content, location)
         try:
             answer = orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -141,16 +143,17 @@ class Upstreams:
         ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path, stream=True)
         try:
-            response = await self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout)
+            response = await self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout,
+                                              allow_redirects=False)
         except (TimeoutError, aiohttp.ClientError) as error:
             raise _transport_failure(deployment, error) from None
         try:
-            if response.status >= 400:
+            if response.status >= 300:
                 try:
                     content = await response.content.read(ERROR_BODY_BYTES_MAX)
                 except (TimeoutError, aiohttp.ClientError) as error:
                     raise _transport_failure(deployment, error) from None
-                raise _answer_failure(response.status, content)
+                raise _answer_failure(response.status, content, response.headers.get("location"))
             try:
                 async for raw in response.content:
                     line = raw.rstrip(b"\r\n")
@@ -195,7 +198,31 @@ def _transport_failure(deployment: Deployment, error: BaseException, *,
                            reached=not isinstance(error, aiohttp.ClientConnectorError))
 
 
-def _answer_failure(status: int, content: bytes) -> UpstreamFailure:
+async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
+    """The whole answer, refused past ANSWER_BYTES_MAX (a gateway must not hold an upstream's
+    unbounded answer in memory). A declared length is checked before anything is read."""
+    length = response.content_length
+    if length is not None and length <= ANSWER_BYTES_MAX:
+        return await response.read()
+    content = bytearray()
+    if length is None:
+        async for chunk in response.content.iter_any():
+            content += chunk
+            if len(content) > ANSWER_BYTES_MAX:
+                break
+        else:
+            return bytes(content)
+    raise UpstreamFailure(502, f"the upstream's answer is larger than {ANSWER_BYTES_MAX} bytes",
+                          code="upstream_answer_too_large")
+
+
+def _answer_failure(status: int, content: bytes, location: str | None = None) -> UpstreamFailure:
+    if status < 400:
+        # Redirects are not followed: a POST would be re-sent (with the deployment's credential)
+        # to wherever the upstream points; the deployment's base_url should name the final address.
+        return UpstreamFailure(502, f"the upstream answered {status}, a redirect to {location or 'nowhere'}: "
+                                    "set the deployment's base_url to the final address",
+                               code="upstream_redirect")
     if status in (401, 403, 407):
         # The upstream refused creditgate's credential, not the client's: a gateway problem.
         return UpstreamFailure(502, f"the upstream refused the deployment's credential ({status})",

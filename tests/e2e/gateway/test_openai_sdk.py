@@ -130,6 +130,43 @@ def test_an_upstream_cookie_is_not_carried_into_the_next_request(stack: Stack) -
     assert stack.upstream.state.cookies_seen == [None, None]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_redirect_is_not_followed(stack: Stack, stream: bool) -> None:
+    """Following it would re-send the request, and the deployment's credential, wherever the
+    upstream points."""
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    calls = len(stack.upstream.state.reported)
+    with pytest.raises(openai.APIStatusError) as caught:
+        stack.openai(secret).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": "#redirect"}], max_tokens=5, stream=stream)
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_redirect"
+    assert "?again=1" in caught.value.message
+    assert len(stack.upstream.state.reported) == calls  # the redirect's target was never asked
+    assert stack.services.ledger.balance(org_id).available == parse_amount("10")
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_an_answer_past_the_size_cap_is_refused_and_free(stack: Stack, monkeypatch: pytest.MonkeyPatch,
+                                                        declared: bool) -> None:
+    from creditgate.gateway import upstream
+
+    monkeypatch.setattr(upstream, "ANSWER_BYTES_MAX", 100)
+    stack.deploy(name="mock-gpt")
+    org_id, _, secret = stack.org_with_key("acme", "10")
+    content = "hello" if declared else "hello #chunked"
+    with pytest.raises(openai.APIStatusError) as caught:
+        stack.openai(secret).chat.completions.create(
+            model="mock-gpt", messages=[{"role": "user", "content": content}], max_tokens=5)
+    assert caught.value.status_code == 502 and caught.value.code == "upstream_answer_too_large"
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10"), 0)
+    monkeypatch.setattr(upstream, "ANSWER_BYTES_MAX", 10_000)
+    answer = stack.openai(secret).chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": content}], max_tokens=5)
+    assert answer.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4 "
+
+
 def test_upstream_error_passes_through_and_charges_nothing(stack: Stack) -> None:
     stack.deploy(name="mock-gpt")
     org_id, _, secret = stack.org_with_key("acme", "10")
