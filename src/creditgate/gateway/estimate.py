@@ -93,5 +93,10 @@ def _media_parts(messages: Any) -> int:
     for message in messages:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            count += sum(1 for part in content if isinstance(part, dict) and part.get("type") not in TEXT_PARTS)
+            count += sum(1 for part in content if isinstance(part, dict) and not _is_text_part(part))
     return count
+
+
+def _is_text_part(part: dict[str, Any]) -> bool:
+    kind = part.get("type")  # any JSON value: a list or an object is not a text part (nor hashable)
+    return isinstance(kind, str) and kind in TEXT_PARTS

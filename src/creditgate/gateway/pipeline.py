@@ -86,6 +86,7 @@ class Call:
     joined: bool = False
     extra_meters: dict[str, int] = field(default_factory=dict)
     usage_recorded: bool = False  # the usage record was written with the settlement itself
+    payload: bytes = b""  # the request as the upstream gets it (upstream_payload), made by estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,7 @@ class Pipeline:
             call.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
+        call.payload = upstream_payload(call)
         return call
 
     async def limit(self, call: Call) -> None:
@@ -322,7 +324,7 @@ class Pipeline:
         try:
             with upstream_timer(call.deployment.name):
                 return await upstreams.post_json(call.deployment, UPSTREAM_PATHS[call.endpoint],  # type: ignore[no-any-return]
-                                                 upstream_body(call), sent=sent)
+                                                 call.payload, sent=sent)
         finally:
             turn.release()
 
@@ -354,7 +356,7 @@ class Pipeline:
             raise
         sent: asyncio.Future[None] | None = (asyncio.get_running_loop().create_future()
                                              if reserve_meanwhile else None)
-        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], upstream_body(call),
+        lines = upstreams.stream_lines(call.deployment, UPSTREAM_PATHS[call.endpoint], call.payload,
                                        sent=sent)
         meter = StreamMeter(call.client_wants_usage)
 
@@ -655,9 +657,15 @@ def _prompt_bytes(body: dict[str, Any]) -> int:
     return len(orjson.dumps(prompt)) if prompt is not None else 0
 
 
-def upstream_body(call: Call) -> dict[str, Any]:
-    """The client's request as the upstream gets it: under the upstream's name for the model."""
-    return {**call.body, "model": call.deployment.upstream_model or call.deployment.name}
+def upstream_payload(call: Call) -> bytes:
+    """The client's request as the upstream gets it: under the upstream's name for the model.
+    Made before anything is held or counted, so that a body that cannot be forwarded is the
+    client's 422, not the gateway's 500 after its hold (orjson reads 1,024 levels of nesting but
+    writes only 255)."""
+    try:
+        return orjson.dumps({**call.body, "model": call.deployment.upstream_model or call.deployment.name})
+    except TypeError:
+        raise InvalidInput("the request body nests deeper than the 255 levels that can be forwarded") from None
 
 
 def _payer(call: Call) -> str:

@@ -115,7 +115,7 @@ class Upstreams:
                    if stream else aiohttp.ClientTimeout(total=timeout_s, connect=connect_s))
         return f"{deployment.base_url}{path}", headers, timeout
 
-    async def post_json(self, deployment: Deployment, path: str, body: dict[str, Any], *,
+    async def post_json(self, deployment: Deployment, path: str, body: bytes, *,
                         sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
         """The upstream's JSON answer. ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
@@ -137,7 +137,7 @@ class Upstreams:
             raise UpstreamFailure(502, "the upstream answered with something that is not a JSON object")
         return answer
 
-    async def stream_lines(self, deployment: Deployment, path: str, body: dict[str, Any], *,
+    async def stream_lines(self, deployment: Deployment, path: str, body: bytes, *,
                            sent: asyncio.Future[None] | None = None) -> AsyncIterator[bytes]:
         """The upstream's SSE lines. Errors before the first line raise UpstreamFailure.
         ``sent`` is resolved once the request is on the wire."""
@@ -165,8 +165,7 @@ class Upstreams:
             response.release()
 
 
-def _payload(body: dict[str, Any], sent: asyncio.Future[None] | None) -> Any:
-    data = orjson.dumps(body)
+def _payload(data: bytes, sent: asyncio.Future[None] | None) -> Any:
     return data if sent is None else _SentPayload(data, sent)
 
 
