@@ -9,7 +9,7 @@ median of both over the requests measured. Wall much above CPU means the event l
 waiting (for the upstream, or for a CPU). The hold is committed while the upstream works, so
 "reserved" and "answered" come in either order; each order is its own row.
 
-Run:  .venv/bin/python benchmarks/gateway_steps.py [--rates 25,1000] [--duration 10]
+Run:  .venv/bin/python benchmarks/gateway_steps.py [--rates 25,1000] [--duration 10] [--postgres]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_gateway_processes as processes_bench
 from bench_gateway import (
     PYTHON,
     ROOT,
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--rates", default="25,1000")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--postgres", action="store_true",
+                        help="PostgreSQL and Redis limits (see bench_gateway_processes.py) instead of SQLite")
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATABASE_URL", "OUTPUT"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.serve:
@@ -141,17 +144,26 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="creditgate-steps-"))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
     processes: list[subprocess.Popen[bytes]] = []
+    databases: list[str] = []
     try:
         upstream_port = free_port()
         upstream = f"http://127.0.0.1:{upstream_port}"
         processes.append(subprocess.Popen(upstream_command(upstream_port), env=env))
         for rate in [int(rate) for rate in arguments.rates.split(",")]:
             # A fresh gateway per rate, so that each table counts only its own requests.
-            database_url = f"sqlite:///{folder}/steps-{rate}.db"
-            secret = setup_creditgate(database_url, upstream)
+            if arguments.postgres:
+                # PostgreSQL with the key's limits in Redis, as several processes would run.
+                created = processes_bench.create_postgres_database()
+                databases.append(created)
+                database_url = processes_bench.sqlalchemy_url(created)
+                secret = processes_bench.prepare(database_url, upstream, shared_limits=True)
+            else:
+                database_url = f"sqlite:///{folder}/steps-{rate}.db"
+                secret = setup_creditgate(database_url, upstream)
             port, output = free_port(), folder / f"steps-{rate}.json"
             gateway = subprocess.Popen([PYTHON, __file__, "--serve", str(port), database_url, str(output)],
-                                       env=env)
+                                       env={**env, **({"CREDITGATE_REDIS_URL": processes_bench.REDIS}
+                                                      if arguments.postgres else {})})
             processes.append(gateway)
             url = chat_url(port)
             wait_ready(url, {"authorization": f"Bearer {secret}"})
@@ -166,6 +178,8 @@ def main() -> None:
             print(table(requests))
     finally:
         stop(processes)
+        for created in databases:
+            processes_bench.drop_postgres_database(created)
 
 
 if __name__ == "__main__":
