@@ -143,6 +143,8 @@ def main() -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="creditgate-steps-"))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
+    if arguments.postgres:
+        env["CREDITGATE_REDIS_URL"] = processes_bench.REDIS  # the key's limits are shared there
     processes: list[subprocess.Popen[bytes]] = []
     databases: list[str] = []
     try:
@@ -162,8 +164,7 @@ def main() -> None:
                 secret = setup_creditgate(database_url, upstream)
             port, output = free_port(), folder / f"steps-{rate}.json"
             gateway = subprocess.Popen([PYTHON, __file__, "--serve", str(port), database_url, str(output)],
-                                       env={**env, **({"CREDITGATE_REDIS_URL": processes_bench.REDIS}
-                                                      if arguments.postgres else {})})
+                                       env=env)
             processes.append(gateway)
             url = chat_url(port)
             wait_ready(url, {"authorization": f"Bearer {secret}"})

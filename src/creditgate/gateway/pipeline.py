@@ -318,7 +318,7 @@ class Pipeline:
 
     async def _post(self, call: Call, *, sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
         upstreams = await self.upstreams()
-        if sent is not None and upstreams.slot(call.deployment).locked():
+        if sent is not None and upstreams.busy(call.deployment):
             _resolve(sent)  # queued for a slot: commit the hold now, not after the wait (see forward_stream)
         turn = await upstreams.wait_turn(call.deployment)
         try:
@@ -342,7 +342,7 @@ class Pipeline:
         line (see reserve_while_forwarding); nothing reaches the client before the hold stands.
         """
         upstreams = await self.upstreams()
-        if reserve_meanwhile and upstreams.slot(call.deployment).locked():
+        if reserve_meanwhile and upstreams.busy(call.deployment):
             # Queued for a slot: commit the hold before the wait, not after it. A request that is
             # counted as upstream without its hold makes its key's next hold wait for it, and a
             # queue may take QUEUE_WAIT_MAX_S.

@@ -77,6 +77,10 @@ class Upstreams:
             self._slots[deployment.id] = known
         return known[1]
 
+    def busy(self, deployment: Deployment) -> bool:
+        """No free slot: a request would wait in wait_turn."""
+        return self.slot(deployment).locked()
+
     async def wait_turn(self, deployment: Deployment) -> asyncio.Semaphore:
         """Take one of the deployment's concurrent slots; answers the semaphore to release.
 
@@ -201,18 +205,21 @@ async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
     """The whole answer, refused past ANSWER_BYTES_MAX (a gateway must not hold an upstream's
     unbounded answer in memory). A declared length is checked before anything is read."""
     length = response.content_length
-    if length is not None and length <= ANSWER_BYTES_MAX:
+    if length is not None:
+        if length > ANSWER_BYTES_MAX:
+            raise _answer_too_large()
         return await response.read()
     content = bytearray()
-    if length is None:
-        async for chunk in response.content.iter_any():
-            content += chunk
-            if len(content) > ANSWER_BYTES_MAX:
-                break
-        else:
-            return bytes(content)
-    raise UpstreamFailure(502, f"the upstream's answer is larger than {ANSWER_BYTES_MAX} bytes",
-                          code="upstream_answer_too_large")
+    async for chunk in response.content.iter_any():
+        content += chunk
+        if len(content) > ANSWER_BYTES_MAX:
+            raise _answer_too_large()
+    return bytes(content)
+
+
+def _answer_too_large() -> UpstreamFailure:
+    return UpstreamFailure(502, f"the upstream's answer is larger than {ANSWER_BYTES_MAX} bytes",
+                           code="upstream_answer_too_large")
 
 
 def _answer_failure(status: int, content: bytes, location: str | None = None) -> UpstreamFailure:

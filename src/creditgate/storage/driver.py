@@ -174,7 +174,6 @@ class Driver:
 
 
 @cache
-@cache
 def _sqlite_insert(table: str, names: str, tail: str) -> str:
     marks = ",".join(["?"] * len(names.split(",")))
     return f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}"

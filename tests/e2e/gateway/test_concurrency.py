@@ -57,7 +57,7 @@ async def one_stream(client: openai.AsyncOpenAI, index: int) -> tuple[str, int]:
 
 async def run_all(stack: Stack, secret: str) -> list[tuple[str, int]]:
     async with stack.openai_async(secret) as client:
-            return await asyncio.gather(*(one_stream(client, index) for index in range(REQUESTS)))
+        return await asyncio.gather(*(one_stream(client, index) for index in range(REQUESTS)))
 
 
 # The SDK's stream leaves its inner async generators suspended (it breaks out of them at
