@@ -204,7 +204,7 @@ class GroupCommitWriter:
             if not operations and not riders:
                 return None
             try:
-                with self._database.write(wait=not inline) as connection:
+                with self._database.write(wait=not inline, pipelined=True) as connection:
                     outcomes, books = apply_batch_cached(connection, operations, self._clock.now_us(),
                                                          lock=not self._database.is_sqlite, cache=self._books)
                     for side, items in riders:

@@ -31,14 +31,19 @@ from sqlalchemy import Connection
 
 # A statement's parameters on SQLite stay below its default limit of 32,766 variables.
 SQLITE_VARIABLES_MAX: Final = 32_000
+PIPELINE_OFF: Final = 0  # libpq's PQpipelineStatus when the connection is not in pipeline mode
 
 
 class Driver:
     """The DBAPI connection under a SQLAlchemy connection, with our placeholder style."""
 
     def __init__(self, connection: Connection) -> None:
-        self.raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg: duck-typed
+        raw: Any = connection.connection.driver_connection  # sqlite3 or psycopg: duck-typed
+        self.raw = raw
         self.postgres = connection.dialect.name == "postgresql"
+        # Inside Database.write(pipelined=True): statements are already pipelined, and a nested
+        # pipeline block would cost a round trip (a sync) where it ends.
+        self.pipelined = self.postgres and raw.pgconn.pipeline_status != PIPELINE_OFF
 
     def sql(self, text: str) -> str:
         return _to_format(text) if self.postgres else text
@@ -58,7 +63,7 @@ class Driver:
             return [self.all(text, params) for text, params in queries]
         cursors = [self.raw.cursor() for _ in queries]
         try:
-            with self.raw.pipeline():
+            with self.pipeline():
                 for cursor, (text, params) in zip(cursors, queries, strict=True):
                     cursor.execute(self.sql(text), tuple(params))
             return [list(cursor.fetchall()) for cursor in cursors]
@@ -79,8 +84,9 @@ class Driver:
     @contextmanager
     def pipeline(self) -> Iterator[None]:
         """On PostgreSQL, send the statements inside without waiting for each one's answer (one
-        round trip for all of them); errors are raised when the block ends."""
-        with self.raw.pipeline() if self.postgres else nullcontext():
+        round trip for all of them); errors are raised when the block ends, or, inside a pipelined
+        transaction, where a result is next read (by the COMMIT at the latest)."""
+        with self.raw.pipeline() if self.postgres and not self.pipelined else nullcontext():
             yield
 
     def insert_many(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -134,6 +140,9 @@ class Driver:
         names = ", ".join(columns)
         if not self.postgres:
             self.raw.executemany(_sqlite_insert(table, names, ""), rows)
+            return
+        if self.pipelined:  # COPY cannot run in pipeline mode; one JSON document can
+            self.insert_rows(table, columns, rows)
             return
         cursor = self.raw.cursor()
         try:

@@ -75,9 +75,17 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
     driver = Driver(connection)
     ordered = sorted(org_ids)
     lock_clause = " FOR UPDATE" if lock else ""
-    org_rows = {row[0]: org_from_row(row) for row in driver.all(
-        f"SELECT {ORG_COLUMNS} FROM orgs WHERE id IN ({_marks(len(ordered))}) ORDER BY id{lock_clause}",
-        ordered)}
+    # Pending holds past their ttl are read for every organization, cached or not: a cached book
+    # may lack one that another process created before this book was loaded, when it was not due
+    # yet; ix_holds_pending_expiry makes that a short range scan, usually empty. On PostgreSQL
+    # the query goes in the same round trip as the lock; it runs after the lock is granted (a
+    # pipeline's statements run in order), so it sees every commit made before.
+    org_answer, due_hold_rows = driver.all_each([
+        (f"SELECT {ORG_COLUMNS} FROM orgs WHERE id IN ({_marks(len(ordered))}) ORDER BY id{lock_clause}",
+         ordered),
+        ((f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'pending' AND expires_at_us <= ? "
+          f"AND org_id IN ({_marks(len(ordered))})"), [now_us, *ordered])])
+    org_rows = {row[0]: org_from_row(row) for row in org_answer}
     if not org_rows:
         return {}
     books: dict[str, Book] = {}
@@ -97,12 +105,8 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
     hold_rows: dict[str, dict[str, Hold]] = {org_id: {} for org_id in org_rows}
     budget_rows: dict[str, list[Budget]] = {org_id: [] for org_id in org_rows}
     # Everything else the batch needs, in one round trip on PostgreSQL (the rows stay locked
-    # meanwhile). Pending holds past their ttl are read for every organization, cached or not:
-    # a cached book may lack one that another process created before this book was loaded, when
-    # it was not due yet; ix_holds_pending_expiry makes that a short range scan, usually empty.
-    queries: list[tuple[str, Sequence[Any]]] = [
-        ((f"SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'pending' AND expires_at_us <= ? "
-          f"AND org_id IN ({_marks(len(ordered))})"), [now_us, *ordered])]
+    # meanwhile), and none when every book is cached and names nothing new.
+    queries: list[tuple[str, Sequence[Any]]] = []
     if missing:
         queries.append((f"SELECT {BUDGET_COLUMNS} FROM budgets WHERE org_id IN ({_marks(len(missing))})",
                         missing))
@@ -114,8 +118,7 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
     if wanted_holds:
         queries.append((f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
                         sorted(wanted_holds)))
-    answers = iter(driver.all_each(queries))
-    due_hold_rows = next(answers)
+    answers = iter(driver.all_each(queries) if queries else [])
     if missing:
         for row in next(answers):
             budget_rows[row[1]].append(budget_from_row(row))
