@@ -8,6 +8,8 @@ at every load in turn, and the added p50 of each round is printed.
 Run:  .venv/bin/python benchmarks/ab_gateway.py before=3e392e4 after=. [--rounds 3] [--duration 4]
       .venv/bin/python benchmarks/ab_gateway.py loop=. thread=.:CREDITGATE_LEDGER_COMMITS=thread
       .venv/bin/python benchmarks/ab_gateway.py floor=bare now=.     (bare_proxy.py, no credits)
+      .venv/bin/python benchmarks/ab_gateway.py floor=bare bound=nowrites now=.
+                        (this tree without its ledger writes: gateway_without_writes.py)
 
 Loads: ``0`` is one connection back to back, ``-1`` is 32 connections closed loop (max req/s),
 any other number is 32 connections paced to that many requests/s.
@@ -26,6 +28,7 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import (
     BODY,
+    PYTHON,
     ROOT,
     bare_proxy_command,
     chat_url,
@@ -42,7 +45,7 @@ from bench_gateway import (
 
 
 def source_of(revision: str, scratch: Path) -> Path:
-    if revision == ".":
+    if revision in (".", "nowrites"):
         return ROOT
     folder = scratch / revision
     if not folder.exists():
@@ -62,7 +65,9 @@ def revision_gateway(name: str, revision: str, scratch: Path, upstream: str,
     database_url = f"sqlite:///{scratch}/{name}.db"
     secret = setup_creditgate(database_url, upstream)
     port = free_port()
-    return gateway_command(port, database_url), f"{source / 'src'}:{ROOT}", chat_url(port), secret
+    command = (gateway_command(port, database_url) if revision != "nowrites"
+               else [PYTHON, str(ROOT / "benchmarks" / "gateway_without_writes.py"), str(port), database_url])
+    return command, f"{source / 'src'}:{ROOT}", chat_url(port), secret
 
 
 def main() -> None:
