@@ -26,6 +26,10 @@ class GatewayConfig:
     # Commit a request's hold while its upstream works, instead of before sending it (see
     # Pipeline.reserve_while_forwarding).
     reserve_while_forwarding: bool = True
+    # Where the writer thread commits (PostgreSQL), how long a hold waits for its upstream's
+    # answer, so that a fast answer's hold goes with its settlement as one transaction (see
+    # Pipeline.reserve). 0 commits every hold at once.
+    join_wait_s: float = 0.003
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -36,6 +40,7 @@ class GatewayConfig:
             onnx_threads=int(os.environ.get("CREDITGATE_ONNX_THREADS", "2")),
             ledger_commits_on_loop=os.environ.get("CREDITGATE_LEDGER_COMMITS", "loop") != "thread",
             reserve_while_forwarding=os.environ.get("CREDITGATE_RESERVE_WHILE_FORWARDING", "1") != "0",
+            join_wait_s=float(os.environ.get("CREDITGATE_JOIN_WAIT_MS", "3")) / 1000,
         )
 
 

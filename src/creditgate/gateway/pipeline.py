@@ -225,7 +225,14 @@ class Pipeline:
 
     async def reserve(self, call: Call, *, unless_answered: asyncio.Future[Any] | None = None) -> None:
         """Commit the request's hold. With ``unless_answered`` (the upstream call, started), the
-        hold is left to the settlement if that call is done when the commit starts (call.joined)."""
+        hold is left to the settlement if that call is done when the commit starts (call.joined).
+
+        Committed on the event loop (SQLite), the commit starts at the end of the loop's turn, by
+        which time a fast upstream has often answered. The writer thread (PostgreSQL) would take
+        the hold at once, before any answer could be in, so there the hold first waits up to
+        ``join_wait_s`` for the answer: one transaction instead of two for a fast upstream, and
+        for a slow one a hold committed a few milliseconds into a call that takes longer anyway.
+        """
         if call.max_cost == 0:
             return  # a free deployment: nothing to hold
         if not call.unheld and _payer(call) in self._unheld:
@@ -233,6 +240,12 @@ class Pipeline:
             # holds be committed before this one, so that this hold cannot take their credits
             # and leave their upstream work unpaid (they would answer 402).
             await self._holds_committed(_payer(call))
+        if unless_answered is not None and not self._commits_on_loop() and self.config.join_wait_s > 0:
+            if not unless_answered.done():
+                await asyncio.wait({unless_answered}, timeout=self.config.join_wait_s)
+            if unless_answered.done():
+                call.joined = True  # still unheld: counted in _unheld until the joined commit
+                return
         result = await self._commit_hold(call, self._reserve_operation(call),
                                          defer_if=unless_answered.done if unless_answered is not None else None)
         if result is DEFERRED:
@@ -494,6 +507,10 @@ class Pipeline:
     # ================================================================== helpers
     def _inline_ledger(self) -> bool:
         return self.config.ledger_commits_on_loop  # type: ignore[no-any-return]
+
+    def _commits_on_loop(self) -> bool:
+        """Whether this process's ledger commits run on the event loop (see reserve)."""
+        return self._inline_ledger() and self.services.ledger.writer.inline_enabled
 
     def _may_overlap(self, call: Call) -> bool:
         """Reserve during the forward only for a priced request of a key that this process

@@ -94,10 +94,22 @@ def gateway_app(services: Services) -> Any:
 
 @pytest.fixture
 def stack(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    yield from _stack(sqlite_url, monkeypatch)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def writer_thread_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A stack whose ledger commits on the writer thread: PostgreSQL's way, and SQLite's when
+    told (``CREDITGATE_LEDGER_COMMITS=thread``)."""
+    monkeypatch.setenv("CREDITGATE_LEDGER_COMMITS", "thread")
+    yield from _stack(request.getfixturevalue(f"{request.param}_url"), monkeypatch)
+
+
+def _stack(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.setenv("CREDITGATE_ADMIN_KEY", ADMIN_KEY)
     monkeypatch.delenv("CREDITGATE_REDIS_URL", raising=False)
     clock = ManualClock()
-    services = bootstrap(sqlite_url, clock=clock)
+    services = bootstrap(database_url, clock=clock)
     upstream_app = create_upstream_app()
     with serve(upstream_app) as upstream_url, serve(gateway_app(services)) as url, \
             httpx.Client(base_url=url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:

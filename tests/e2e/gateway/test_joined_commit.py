@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -152,4 +153,58 @@ def test_a_failed_upstream_call_whose_hold_was_left_to_the_settlement_pays_only_
     assert (balance.available, balance.pending) == (parse_amount("10") - fee, 0)
     assert gateway.joined_commits == 1
     assert [(row["credits"], row["meters"]) for row in stack.usage_rows()] == [(fee, {"requests": 1})]
+    assert verify(stack.services.database).ok
+
+
+# ---------------------------------------------------------------------------- the writer thread
+# Where the ledger commits on the writer thread (PostgreSQL, or SQLite told so), a queued hold is
+# taken at once, before any answer could be in; there the hold waits up to join_wait_s for it.
+
+def test_on_the_writer_thread_an_answer_within_the_wait_is_held_and_settled_in_one_transaction(
+        writer_thread_stack: Stack) -> None:
+    stack = writer_thread_stack
+    org_id, _, secret, gateway = known_payer(stack)
+    gateway.config = replace(gateway.config, join_wait_s=60.0)  # the answer below comes first, always
+    before = journal_kinds(stack)
+
+    async def run() -> Any:
+        call = await a_call(stack, secret)
+        upstream: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(upstream.set_result, {})  # answers during the wait
+        await gateway.reserve(call, unless_answered=upstream)
+        assert call.joined and call.hold_id is None  # nothing committed yet
+        assert stack.services.ledger.balance(org_id).pending == 0
+        return await gateway.settle(call, METERS)
+
+    charge = asyncio.run(run())
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10") - COST, 0)
+    assert (charge.cost, charge.available) == (COST, balance.available)
+    assert gateway.joined_commits == 1 and gateway._unheld == {}
+    assert journal_kinds(stack)[len(before):] == ["hold_reserve", "hold_post"]  # the same two entries
+    assert [(row["credits"], row["meters"]) for row in stack.usage_rows()] == [(COST, METERS)]
+    assert verify(stack.services.database).ok
+
+
+@pytest.mark.parametrize("join_wait_s", [0.001, 0.0], ids=["still-working-after-the-wait", "no-wait"])
+def test_on_the_writer_thread_an_upstream_not_done_in_time_gets_its_own_hold(
+        writer_thread_stack: Stack, join_wait_s: float) -> None:
+    stack = writer_thread_stack
+    org_id, _, secret, gateway = known_payer(stack)
+    gateway.config = replace(gateway.config, join_wait_s=join_wait_s)
+
+    async def run() -> None:
+        call = await a_call(stack, secret)
+        upstream: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not join_wait_s:
+            upstream.set_result({})  # answered, but with no wait the hold is committed at once
+        await gateway.reserve(call, unless_answered=upstream)
+        assert not call.joined and call.hold_id is not None
+        assert stack.services.ledger.balance(org_id).pending == MAX_COST
+        await gateway.settle(call, METERS)
+
+    asyncio.run(run())
+    balance = stack.services.ledger.balance(org_id)
+    assert (balance.available, balance.pending) == (parse_amount("10") - COST, 0)
+    assert gateway.joined_commits == 0 and gateway._unheld == {}
     assert verify(stack.services.database).ok
