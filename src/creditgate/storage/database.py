@@ -32,6 +32,7 @@ POSTGRES_LOCK_TIMEOUT_MS: Final = 30_000
 # server may have restarted or dropped it meanwhile); one in steady use is not, because a ping per
 # checkout is a round trip per transaction.
 POSTGRES_PING_IDLE_S: Final = 1.0
+_PQ_IDLE: Final = 0  # libpq's PQTRANS_IDLE: no transaction open on the connection
 
 
 def database_url_from_env(explicit: str | None = None) -> str:
@@ -205,20 +206,29 @@ def _begin(driver: sqlite3.Connection, wait: bool) -> None:
 def _pipelined_transaction(connection: Connection) -> Iterator[None]:
     """A transaction on the psycopg connection under ``connection``, in pipeline mode.
 
-    The first error a statement meets is raised where its result is read, at the latest by the
-    COMMIT; the transaction is then rolled back and the connection left ready for its next user.
+    BEGIN and COMMIT are sent as statements of the pipeline (the connection in autocommit mode
+    meanwhile): psycopg's own BEGIN and commit() each wait for a round trip of their own. So a
+    ledger batch costs two round trips: the lock and reads with BEGIN, the writes with COMMIT.
+    The first error a statement meets is raised where its result is read, at the latest when the
+    pipeline ends; the transaction is then rolled back and the connection left as it was found.
     """
     raw: Any = connection.connection.driver_connection
+    raw.autocommit = True
     try:
         with raw.pipeline():
+            raw.execute("BEGIN")
             yield
-            raw.commit()
+            raw.execute("COMMIT")
     except BaseException:
         try:
-            raw.rollback()
+            if raw.pgconn.transaction_status != _PQ_IDLE:
+                raw.execute("ROLLBACK")
         except Exception:  # noqa: BLE001 - the statement's own error is the one to report
             connection.invalidate()
         raise
+    finally:
+        if not raw.closed:
+            raw.autocommit = False
 
 
 def _postgres_engine(url: str) -> Engine:

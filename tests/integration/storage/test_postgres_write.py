@@ -4,6 +4,7 @@ server dropped while they sat idle."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -85,3 +86,26 @@ def test_an_idle_connection_the_server_dropped_is_replaced(database: Database,
     with database.write() as connection:
         insert(connection, "d")
     assert rows(database) == ["a", "c", "d"]
+
+
+def test_a_pipelined_write_waits_for_the_server_twice(database: Database, tmp_path: Path) -> None:
+    """BEGIN goes with the reads, COMMIT with the writes: two waits for the server, counted in
+    libpq's protocol trace (a wait: the client sends a Flush or Sync, then reads answers)."""
+    trace = tmp_path / "protocol.trace"
+    with trace.open("w") as sink:
+        with database.write(pipelined=True) as connection:
+            raw = connection.connection.driver_connection
+            raw.pgconn.trace(sink.fileno())  # from the first read on: BEGIN is queued, not yet sent
+            driver = Driver(connection)
+            assert driver.all_each([("SELECT count(*) FROM t", []), ("SELECT 1", [])]) == [[(0,)], [(1,)]]
+            for value in ("a", "b", "c"):
+                insert(connection, value)
+        raw.pgconn.untrace()  # (flushes libpq's trace buffer while the file is still open)
+    messages = [(line.split("\t") + [""])[1:5] for line in trace.read_text().splitlines()]
+    waits = [index for index, (before, after) in enumerate(zip(messages, messages[1:], strict=False))
+             if before[0] == "F" and before[2].strip() in ("Flush", "Sync") and after[0] == "B"]
+    assert len(waits) == 2, messages
+    first_answers = [fields[3] for fields in messages[waits[0]:waits[1]] if fields[0] == "B"]
+    last_answers = [fields[3] for fields in messages[waits[1]:] if fields[0] == "B"]
+    assert ' "BEGIN"' in first_answers and ' "COMMIT"' in last_answers, messages
+    assert rows(database) == ["a", "b", "c"]
