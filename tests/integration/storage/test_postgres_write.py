@@ -3,6 +3,7 @@ server dropped while they sat idle."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_a_pipelined_write_waits_for_the_server_twice(database: Database, tmp_pa
                 insert(connection, value)
         raw.pgconn.untrace()  # (flushes libpq's trace buffer while the file is still open)
     messages = [(line.split("\t") + [""])[1:5] for line in trace.read_text().splitlines()]
-    waits = [index for index, (before, after) in enumerate(zip(messages, messages[1:], strict=False))
+    waits = [index for index, (before, after) in enumerate(itertools.pairwise(messages))
              if before[0] == "F" and before[2].strip() in ("Flush", "Sync") and after[0] == "B"]
     assert len(waits) == 2, messages
     first_answers = [fields[3] for fields in messages[waits[0]:waits[1]] if fields[0] == "B"]
