@@ -75,13 +75,16 @@ def create_app(services: Services, *, requests_per_key_per_s: float = REQUESTS_P
     app.state.rate_limiter = _rate_limiter(services, requests_per_key_per_s, request_burst)
     app.state.body_bytes_by_prefix = {}  # parts that take larger bodies register them here
     errors.install(app)
+    # The gateway's /v1 routes first: a request is matched against the routes in order, and
+    # behind the REST API's some sixty routes each inference request paid for trying them all
+    # (about 0.2 ms; no /v1 path overlaps another).
+    _install_gateway(app, services)
     api = APIRouter(prefix=API_PREFIX,
                     responses=errors.error_responses(400, 401, 402, 403, 404, 409, 413, 422, 429))
     for module in _RESOURCES:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
-    _install_gateway(app, services)
     _install_part(app, services, "creditgate.tracking.routes")  # metrics, alerts, webhooks, dashboard
     app.add_middleware(BodySizeLimit, limit_bytes=body_bytes_max, by_prefix=app.state.body_bytes_by_prefix)
     return app
