@@ -10,6 +10,8 @@ Run:  .venv/bin/python benchmarks/ab_gateway.py before=3e392e4 after=. [--rounds
       .venv/bin/python benchmarks/ab_gateway.py floor=bare now=.     (bare_proxy.py, no credits)
       .venv/bin/python benchmarks/ab_gateway.py floor=bare bound=nowrites now=.
                         (this tree without its ledger writes: gateway_without_writes.py)
+      .venv/bin/python benchmarks/ab_gateway.py gateway=. service=serve
+                        (this tree's `creditgate serve`, the whole service, beside the gateway alone)
 
 Loads: ``0`` is one connection back to back, ``-1`` is 32 connections closed loop (max req/s),
 any other number is 32 connections paced to that many requests/s.
@@ -45,7 +47,7 @@ from bench_gateway import (
 
 
 def source_of(revision: str, scratch: Path) -> Path:
-    if revision in (".", "nowrites"):
+    if revision in (".", "nowrites", "serve"):
         return ROOT
     folder = scratch / revision
     if not folder.exists():
@@ -65,8 +67,12 @@ def revision_gateway(name: str, revision: str, scratch: Path, upstream: str,
     database_url = f"sqlite:///{scratch}/{name}.db"
     secret = setup_creditgate(database_url, upstream)
     port = free_port()
-    command = (gateway_command(port, database_url) if revision != "nowrites"
-               else [PYTHON, str(ROOT / "benchmarks" / "gateway_without_writes.py"), str(port), database_url])
+    command = gateway_command(port, database_url)
+    if revision == "nowrites":
+        command = [PYTHON, str(ROOT / "benchmarks" / "gateway_without_writes.py"), str(port), database_url]
+    elif revision == "serve":  # the whole service, as deployed: REST API, gateway, background jobs
+        command = [str(Path(PYTHON).parent / "creditgate"), "serve", "--db", database_url, "--port", str(port),
+                   "--log-level", "warning"]
     return command, f"{source / 'src'}:{ROOT}", chat_url(port), secret
 
 
