@@ -94,9 +94,8 @@ class Database:
         ``pipelined`` (PostgreSQL; ignored on SQLite): the whole transaction runs in psycopg's
         pipeline mode, for callers that use only :class:`~creditgate.storage.driver.Driver`
         statements (the ledger's writer). Statements are sent without waiting for each one's
-        answer; only reading rows waits. BEGIN goes out with the first statement, and the
-        writes go out with COMMIT, so a ledger batch costs about three round trips instead of
-        seven.
+        answer; only reading rows waits. BEGIN goes out with the first reads and the writes with
+        COMMIT, so a ledger batch waits for the server twice instead of seven times.
         """
         if not self.is_sqlite:
             assert wait, "only SQLite writes can refuse to wait"
