@@ -239,7 +239,11 @@ class Pipeline:
             # This key's requests that went upstream ahead of their holds came first: let their
             # holds be committed before this one, so that this hold cannot take their credits
             # and leave their upstream work unpaid (they would answer 402).
-            await self._holds_committed(_payer(call))
+            try:
+                await self._holds_committed(_payer(call))
+            except BaseException:  # cancelled while waiting: the slot must not outlive the request
+                await self._release_slot(call, 0)
+                raise
         if unless_answered is not None and not self._commits_on_loop() and self.config.join_wait_s > 0:
             if not unless_answered.done():
                 await asyncio.wait({unless_answered}, timeout=self.config.join_wait_s)

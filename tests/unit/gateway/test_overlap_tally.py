@@ -60,3 +60,36 @@ def test_keys_are_tallied_apart() -> None:
     assert pipeline._may_overlap(call("key_a", 100))
     assert pipeline._may_overlap(call("key_b", 100))
     assert not pipeline._may_overlap(call("key_a", 1))
+
+
+def test_a_request_cancelled_while_it_waits_for_earlier_holds_gives_back_its_rate_limit_slot() -> None:
+    import asyncio
+
+    from creditgate.clock import ManualClock
+    from creditgate.gateway.limits import MemoryRateLimiter, RateLimits
+
+    limiter = MemoryRateLimiter(ManualClock())
+    pipeline = Tally({"key_a": 100})
+
+    async def limiter_of_pipeline() -> MemoryRateLimiter:
+        return limiter
+
+    pipeline.limiter = limiter_of_pipeline  # type: ignore[method-assign]
+    limits = RateLimits(concurrent_max=2)
+
+    async def run() -> None:
+        upstream_first = call("key_a", 100)
+        upstream_first.ticket = await limiter.admit("key_a", limits, 0)
+        assert pipeline._may_overlap(upstream_first)  # upstream, its hold not yet committed
+        waiting = call("key_a", 100)
+        waiting.ticket = await limiter.admit("key_a", limits, 0)
+        reserve = asyncio.ensure_future(pipeline.reserve(waiting))  # waits for the first's hold
+        await asyncio.sleep(0)
+        assert not reserve.done()
+        reserve.cancel()  # say the server shuts down
+        await asyncio.gather(reserve, return_exceptions=True)
+        assert waiting.ticket is None
+        # Only the first request still holds a slot: a new one fits under concurrent_max=2.
+        await limiter.admit("key_a", limits, 0)
+
+    asyncio.run(run())
