@@ -58,8 +58,8 @@ class Driver:
 
     def all_each(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """The rows of each query, in order; on PostgreSQL all sent in one pipeline (one round
-        trip instead of one per query)."""
-        if not self.postgres:
+        trip instead of one per query); no queries, no round trip."""
+        if not self.postgres or not queries:
             return [self.all(text, params) for text, params in queries]
         cursors = [self.raw.cursor() for _ in queries]
         try:

@@ -118,7 +118,7 @@ def load_books(connection: Connection, org_ids: Collection[str], *, hold_ids: It
     if wanted_holds:
         queries.append((f"SELECT {HOLD_COLUMNS} FROM holds WHERE id IN ({_marks(len(wanted_holds))})",
                         sorted(wanted_holds)))
-    answers = iter(driver.all_each(queries) if queries else [])
+    answers = iter(driver.all_each(queries))
     if missing:
         for row in next(answers):
             budget_rows[row[1]].append(budget_from_row(row))
