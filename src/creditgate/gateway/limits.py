@@ -47,6 +47,10 @@ class Ticket:
 
 
 class RateLimiter(Protocol):
+    # Whether release waits for another server: if so, the gateway sends it while the charge is
+    # being committed instead of after (see Pipeline.settle).
+    remote: bool
+
     async def admit(self, key_id: str, limits: RateLimits, tokens: int) -> Ticket: ...
     async def release(self, ticket: Ticket, tokens_used: int) -> None: ...
     async def close(self) -> None: ...
@@ -58,6 +62,8 @@ def _refuse(which: str, limit: int, retry_after_s: int) -> RateLimited:
 
 
 class MemoryRateLimiter:
+    remote = False
+
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._windows: dict[str, list[int]] = {}  # key -> [window, requests, tokens]
@@ -125,6 +131,8 @@ return 0
 
 
 class RedisRateLimiter:
+    remote = True
+
     def __init__(self, url: str, clock: Clock, *, prefix: str = "creditgate:rl") -> None:
         import redis.asyncio as redis_asyncio
 

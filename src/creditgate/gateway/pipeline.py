@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,7 +40,7 @@ from creditgate.errors import (
 from creditgate.gateway.config import hold_ttl_s
 from creditgate.gateway.deployments import Deployment
 from creditgate.gateway.estimate import MaxUsage, max_usage
-from creditgate.gateway.limits import Ticket
+from creditgate.gateway.limits import RateLimiter, Ticket
 from creditgate.gateway.settlement import ReserveAndSettle, ReserveForRequest, settle_operation
 from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
 from creditgate.gateway.upstream import UpstreamFailure
@@ -117,6 +118,7 @@ class Pipeline:
     _unheld_waiters: dict[str, asyncio.Event]
 
     async def limiter(self) -> Any: ...
+    def _limiter_if_made(self) -> RateLimiter | None: ...
     async def upstreams(self) -> Any: ...
     def authenticate(self, header: str | None) -> Any: ...
 
@@ -451,9 +453,14 @@ class Pipeline:
         result: dict[str, Any] = {}
         # Whoever sees the hold settled can then also wait for its usage record (flush).
         self.usage.expect()
+        tokens_used = meters.get("input_tokens", 0) + meters.get("output_tokens", 0)
         # Shielded: a client that disconnects while its charge is being committed must not cancel
         # the rest, or the charge would stand without its usage record (or its slot).
         with anyio.CancelScope(shield=True):
+            # Even when the write fails, the request is over: its concurrency slot must not wait
+            # for the limiter's own expiry. Taken now, so that a refusal does not give it back too.
+            ticket, call.ticket = call.ticket, None
+            releasing = self._release_started(ticket, tokens_used)
             try:
                 try:
                     if call.joined:
@@ -464,9 +471,7 @@ class Pipeline:
                     elif cost > 0:
                         result = await self._debit(call, cost)
                 finally:
-                    # Even when the write failed: the request is over, so its concurrency slot
-                    # must not wait for the limiter's own expiry.
-                    await self._release_slot(call, meters.get("input_tokens", 0) + meters.get("output_tokens", 0))
+                    await releasing
             except BaseException:
                 self.usage.unexpect()
                 raise
@@ -606,6 +611,17 @@ class Pipeline:
             with anyio.CancelScope(shield=True):
                 await limiter.release(ticket, tokens_used)
 
+    def _release_started(self, ticket: Ticket | None, tokens_used: int) -> Awaitable[None]:
+        """The release of a request's rate-limit slot, to be awaited. A limiter on another server
+        (Redis) has it sent at once, so that its round trip overlaps the charge's commit instead of
+        following it; the answer still leaves only after both, so a client's next request never
+        finds this one's slot taken."""
+        limiter = self._limiter_if_made()
+        if ticket is None or limiter is None:
+            return _done()
+        release = limiter.release(ticket, tokens_used)
+        return asyncio.ensure_future(release) if limiter.remote else release
+
     def _usage_builder(self, call: Call, meters: dict[str, int], cost: int, status: str,
                        error: str | None = None) -> Any:
         """The request's usage record as a function of its settlement's result (built in the
@@ -693,6 +709,10 @@ def _payer(call: Call) -> str:
     """Whose last reserve decides whether the next one may overlap the forward: per key, so that
     a key whose budget is spent does not ride on another key's success in the same organization."""
     return call.principal.key_id or call.principal.org_id  # type: ignore[no-any-return]
+
+
+async def _done() -> None:
+    return None
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

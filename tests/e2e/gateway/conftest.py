@@ -105,9 +105,18 @@ def writer_thread_stack(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     yield from _stack(request.getfixturevalue(f"{request.param}_url"), monkeypatch)
 
 
-def _stack(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+@pytest.fixture
+def shared_limits_stack(postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """PostgreSQL with the keys' rate limits in Redis: how several gateway processes run."""
+    yield from _stack(postgres_url, monkeypatch, redis_url=redis_url)
+
+
+def _stack(database_url: str, monkeypatch: pytest.MonkeyPatch, *, redis_url: str | None = None) -> Iterator[Stack]:
     monkeypatch.setenv("CREDITGATE_ADMIN_KEY", ADMIN_KEY)
-    monkeypatch.delenv("CREDITGATE_REDIS_URL", raising=False)
+    if redis_url is None:
+        monkeypatch.delenv("CREDITGATE_REDIS_URL", raising=False)
+    else:
+        monkeypatch.setenv("CREDITGATE_REDIS_URL", redis_url)
     clock = ManualClock()
     services = bootstrap(database_url, clock=clock)
     upstream_app = create_upstream_app()
