@@ -7,6 +7,10 @@ dict) and a one-row SQLite commit (WAL, ``synchronous=NORMAL``, as creditgate us
 timed back to back and after idle gaps of 2 ms and 40 ms. The ratio to back to back is what
 every step of a request pays when requests arrive one at a time.
 
+A third row is one HTTP round trip to the benchmarks' fast test upstream (its own process), with
+the gateway's HTTP client (aiohttp on uvloop, one kept-alive connection): what any proxy on this
+stack pays at least once per request, before it does anything of its own.
+
 Each row runs twice: with the CPU idle states as the machine has them, and with
 ``/dev/cpu_dma_latency`` held at 0 (root only), so that an idle CPU polls instead of halting. The
 difference is what waking from idle costs; what remains after 40 ms even then is cache and
@@ -20,14 +24,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sqlite3
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 
-from bench_gateway import shallow_cpu_idle
+from bench_gateway import BODY, ROOT, chat_url, free_port, shallow_cpu_idle, stop, upstream_command, wait_ready
 
 GAPS_S = (0.0, 0.002, 0.04)
 
@@ -58,9 +65,39 @@ def sqlite_commit(folder: Path) -> Callable[[], object]:
     return commit
 
 
+@contextmanager
+def http_round_trip() -> Iterator[Callable[[], object]]:
+    import aiohttp
+    import uvloop
+
+    port = free_port()
+    upstream = subprocess.Popen(upstream_command(port), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    loop = uvloop.new_event_loop()
+    try:
+        wait_ready(chat_url(port), {})
+        session = loop.run_until_complete(_session())
+
+        async def post() -> bytes:
+            async with session.post(chat_url(port), data=BODY,
+                                    headers={"content-type": "application/json"}) as response:
+                return await response.read()
+
+        yield lambda: loop.run_until_complete(post())
+        loop.run_until_complete(session.close())
+    finally:
+        loop.close()
+        stop([upstream])
+
+
+async def _session() -> object:
+    import aiohttp
+
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+
+
 def timed(work: Callable[[], object], gap_s: float, samples: int) -> float:
     """Median microseconds of ``work`` when each run follows ``gap_s`` of sleep."""
-    for _ in range(20):
+    for _ in range(100):  # warm: the upstream's first answers are slower
         work()
     times = []
     for _ in range(samples):
@@ -76,8 +113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=300)
     arguments = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        works = {"Python (JSON, SHA-256, dict)": python_work(), "SQLite one-row commit": sqlite_commit(Path(folder))}
+    with tempfile.TemporaryDirectory() as folder, http_round_trip() as round_trip:
+        works = {"Python (JSON, SHA-256, dict)": python_work(), "SQLite one-row commit": sqlite_commit(Path(folder)),
+                 "HTTP round trip to the upstream (aiohttp)": round_trip}
         rows = []
         for shallow in (False, True):
             with shallow_cpu_idle(shallow):
