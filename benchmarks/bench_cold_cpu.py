@@ -33,8 +33,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
+from typing import Any
 
-from bench_gateway import BODY, ROOT, chat_url, free_port, shallow_cpu_idle, stop, upstream_command, wait_ready
+from bench_gateway import (
+    BODY,
+    ROOT,
+    chat_url,
+    free_port,
+    shallow_cpu_idle,
+    stop,
+    upstream_command,
+    wait_ready,
+)
 
 GAPS_S = (0.0, 0.002, 0.04)
 
@@ -67,7 +77,6 @@ def sqlite_commit(folder: Path) -> Callable[[], object]:
 
 @contextmanager
 def http_round_trip() -> Iterator[Callable[[], object]]:
-    import aiohttp
     import uvloop
 
     port = free_port()
@@ -89,7 +98,7 @@ def http_round_trip() -> Iterator[Callable[[], object]]:
         stop([upstream])
 
 
-async def _session() -> object:
+async def _session() -> Any:
     import aiohttp
 
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))

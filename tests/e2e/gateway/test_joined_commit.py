@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import select
 from tests.e2e.gateway.conftest import FEE, PRICES_WITH_FEE, Stack
 
-from creditgate.errors import InsufficientCredits
+from creditgate.errors import InsufficientCredits, RateLimited
+from creditgate.gateway.limits import RateLimits
 from creditgate.gateway.pipeline import Call
 from creditgate.gateway.upstream import UpstreamFailure
 from creditgate.ledger.credits import parse_amount
@@ -98,11 +99,18 @@ def test_a_joined_commit_that_the_credits_no_longer_cover_writes_nothing(stack: 
 
     async def run() -> None:
         call = await a_call(stack, secret)
+        limiter = await gateway.limiter()
+        limits = RateLimits(concurrent_max=1, tokens_per_min=113)
+        call.ticket = await limiter.admit(key_id, limits, 100)  # admitted with its estimate
         await gateway.reserve(call, unless_answered=answered())
         assert call.joined
         with pytest.raises(InsufficientCredits):
             await gateway.settle(call, METERS)
         assert gateway._unheld == {}  # the refusal itself ended its wait for a hold
+        # Its slot is back, and the 13 tokens the upstream produced still count this minute.
+        with pytest.raises(RateLimited, match="tokens"):
+            await limiter.admit(key_id, limits, 101)
+        await limiter.admit(key_id, limits, 100)
 
     asyncio.run(run())
     balance = stack.services.ledger.balance(org_id)
