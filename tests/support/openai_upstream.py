@@ -8,13 +8,22 @@ past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE]
 ``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks), ``#cookie`` (the
 answer sets a cookie; the request's own ``cookie`` header is appended to ``cookies_seen``),
 ``#redirect`` (a 307 to the same path, which answers normally), ``#chunked`` (a plain answer sent
-without a content-length). Every usage it reports is appended to ``reported``.
+without a content-length), ``#gzip`` (the answer, plain or streamed, is gzip-encoded),
+``#pad`` (a plain answer carries PAD_BYTES more of padding, which gzip shrinks to about a
+thousandth), and for streams, each replacing the third chunk (the one that would carry ``tok2``)
+and then going on as usual: ``#longline`` (a chunk LONG_LINE_BYTES long, longer than the gateway
+reads a line), ``#badchoices`` (a chunk whose ``choices`` is 5), ``#deepchunk`` (a chunk whose
+``logprobs`` nest DEEP_LEVELS deep: orjson reads it but cannot write it). Every usage it reports
+is appended to ``reported``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
+import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -24,6 +33,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 REPLY_TOKENS = 5
+PAD_BYTES = 1024 * 1024
+LONG_LINE_BYTES = 4 * 1024 * 1024
+DEEP_LEVELS = 300
 
 
 class UpstreamCrashed(Exception):
@@ -67,8 +79,11 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
         words = [f"tok{i} " for i in range(min(reply_tokens, limit))]
         if body.get("stream"):
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-            return StreamingResponse(_stream(kind, body["model"], words, usage, include_usage, text,
-                                             reported), media_type="text/event-stream")
+            events = _stream(kind, body["model"], words, usage, include_usage, text, reported)
+            if "#gzip" in text:
+                return StreamingResponse(_gzipped(events), media_type="text/event-stream",
+                                         headers={"content-encoding": "gzip"})
+            return StreamingResponse(events, media_type="text/event-stream")
         reported.append(usage)
         headers = {}
         if "#cookie" in text:
@@ -79,9 +94,14 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
                         "finish_reason": "stop"}]
         else:
             choices = [{"index": 0, "text": "".join(words), "finish_reason": "stop"}]
-        content = orjson.dumps({"id": "cmpl-test", "object": "chat.completion" if kind == "chat"
-                                else "text_completion", "created": created, "model": body["model"],
-                                "choices": choices, "usage": usage})
+        answer = {"id": "cmpl-test", "object": "chat.completion" if kind == "chat" else "text_completion",
+                  "created": created, "model": body["model"], "choices": choices, "usage": usage}
+        if "#pad" in text:
+            answer["padding"] = "x" * PAD_BYTES
+        content = orjson.dumps(answer)
+        if "#gzip" in text:
+            content = gzip.compress(content)
+            headers["content-encoding"] = "gzip"
         if "#chunked" in text:
             return StreamingResponse(iter([content[:10], content[10:]]), media_type="application/json",
                                      headers=headers)
@@ -134,9 +154,17 @@ async def _stream(kind: str, model: str, words: list[str], usage: dict[str, Any]
                       "finish_reason": None}
         else:
             choice = {"index": 0, "text": word, "finish_reason": None}
-        chunk = {**base, "choices": [choice]}
+        if index == 2 and "#longline" in text:
+            choice = {**choice, "delta": {"content": word + "x" * LONG_LINE_BYTES}}
+        chunk = {**base, "choices": 5 if index == 2 and "#badchoices" in text else [choice]}
         if include_usage:
             chunk["usage"] = None
+        if index == 2 and "#deepchunk" in text:
+            # Written by hand: orjson writes no more than 255 levels.
+            deep = b"[" * DEEP_LEVELS + b"]" * DEEP_LEVELS
+            yield b"data: " + orjson.dumps(chunk).replace(
+                b'"finish_reason":null', b'"finish_reason":null,"logprobs":' + deep) + b"\n\n"
+            continue
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     last = {"index": 0, "delta": {}, "finish_reason": "stop"} if kind == "chat" else \
         {"index": 0, "text": "", "finish_reason": "stop"}
@@ -145,3 +173,11 @@ async def _stream(kind: str, model: str, words: list[str], usage: dict[str, Any]
         reported.append(usage)
         yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
     yield b"data: [DONE]\n\n"
+
+
+async def _gzipped(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """One gzip stream, flushed after each event so that each reaches the client as it is made."""
+    compressor = zlib.compressobj(wbits=31)  # 31: a gzip header and trailer
+    async for event in events:
+        yield compressor.compress(event) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush()

@@ -42,7 +42,8 @@ class LocalModels:
         self._load_bytes = load_bytes
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="creditgate-onnx")
         self._sessions: dict[tuple[str, str | None], Any] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        # Per deployment: (updated_at_us, concurrency_max) of the version that made the semaphore.
+        self._slots: dict[str, tuple[int, int, asyncio.Semaphore]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -51,8 +52,7 @@ class LocalModels:
     async def predict(self, deployment: Deployment, inputs: Any) -> Prediction:
         session = await self._session(deployment)
         feeds, items = _feeds(session, inputs)
-        slot = self._slots.setdefault(deployment.id, asyncio.Semaphore(deployment.concurrency_max))
-        async with slot:
+        async with self._slot(deployment):
             run: Awaitable[tuple[list[Any], int]] = asyncio.get_running_loop().run_in_executor(
                 self._pool, _timed_run, session, feeds)
             try:
@@ -69,6 +69,18 @@ class LocalModels:
         compute_us = max(1, elapsed_ns // 1000)
         return Prediction(outputs=outputs, items=items, compute_ms=max(1, math.ceil(elapsed_ns / 1e6)),
                           compute_us=compute_us)
+
+    def _slot(self, deployment: Deployment) -> asyncio.Semaphore:
+        """The deployment's semaphore, made anew when its concurrency_max changed: requests in
+        flight release the one they took, so until they end both limits count (as for upstream
+        deployments, see Upstreams.slot). A request that read the deployment before the change
+        (an older snapshot) takes the newer semaphore instead of bringing the old limit back."""
+        known = self._slots.get(deployment.id)
+        if known is None or (known[1] != deployment.concurrency_max and deployment.updated_at_us >= known[0]):
+            known = (deployment.updated_at_us, deployment.concurrency_max,
+                     asyncio.Semaphore(deployment.concurrency_max))
+            self._slots[deployment.id] = known
+        return known[2]
 
     async def _session(self, deployment: Deployment) -> Any:
         key = (deployment.id, deployment.model_sha256)

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 UPSTREAM_PATHS: Final = {"chat": "/chat/completions", "completions": "/completions",
                          "embeddings": "/embeddings"}
 TOKENS_PER_BYTE_GUESS: Final = 4  # only for input when a stream ends without usage
+# Above this an upstream's token count is not believed (no model's context comes near a billion
+# tokens): such usage is unreadable, charged as the bound.
+USAGE_TOKENS_MAX: Final = 10**9
 LAST_AVAILABLE_PAYERS_MAX: Final = 100_000
 
 
@@ -143,8 +146,9 @@ class Pipeline:
             else:
                 await self.reserve(call)
                 answer = await self.forward(call)
+            relayed = await self.relayable(call, answer)
             charge = await self.settle(call, usage_meters(answer, call))
-            return json_answer(answer, charge)
+            return json_answer(relayed, charge)
         finally:
             if call is not None:
                 self._held(call)  # whatever happened, it no longer waits for a hold
@@ -164,7 +168,7 @@ class Pipeline:
             answer = {"object": "prediction", "model": call.deployment.name, "outputs": prediction.outputs,
                       "usage": {"items": prediction.items, "compute_ms": prediction.compute_ms,
                                 "compute_us": prediction.compute_us}}
-            return json_answer(answer, charge)
+            return json_answer(orjson.dumps(answer), charge)
         finally:
             self.in_flight -= 1
 
@@ -347,6 +351,16 @@ class Pipeline:
         finally:
             turn.release()
 
+    async def relayable(self, call: Call, answer: dict[str, Any]) -> bytes:
+        """The upstream's answer as the client will get it, made before anything is charged: an
+        answer that cannot be relayed is the upstream's failure (nothing charged but a per-request
+        fee, the hold voided), not a charge followed by the gateway's 500."""
+        try:
+            return relayable_answer(answer)
+        except UpstreamFailure as failure:
+            await self.abandon(call, failure)
+            raise
+
     async def forward_local(self, call: Call) -> Any:
         try:
             return await self.local_models.predict(call.deployment, call.body.get("inputs"))
@@ -449,7 +463,9 @@ class Pipeline:
         (with ``error``, the code of the failure that a charged request ended in)."""
         assert not call.finished
         call.finished = True
-        cost = call.deployment.prices.cost(meters) if meters else 0
+        # No charge can be larger than the largest amount (an upstream reporting absurd usage
+        # against an expensive price list would otherwise overflow the records' 64-bit columns).
+        cost = min(call.deployment.prices.cost(meters), MICROS_MAX) if meters else 0
         result: dict[str, Any] = {}
         # Whoever sees the hold settled can then also wait for its usage record (flush).
         self.usage.expect()
@@ -666,23 +682,43 @@ def failure_code(error: BaseException) -> str:
 
 
 def usage_meters(answer: dict[str, Any], call: Call) -> dict[str, int]:
-    usage = answer.get("usage")
-    if isinstance(usage, dict):
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
-        if call.endpoint == "embeddings" and not prompt:
-            prompt = _int(usage.get("total_tokens"))
-        return {"input_tokens": prompt, "output_tokens": completion, "requests": 1}
-    # No usage from the upstream: fall back to the bound (never less than what may have been used).
+    meters = reported_meters(answer.get("usage"), embeddings=call.endpoint == "embeddings")
+    if meters is not None:
+        return meters
+    # No usage the gateway can read: fall back to the bound (never less than may have been used).
+    if answer.get("usage") is not None:
+        log.warning("unreadable usage from the upstream of %s, charged as the bound: %.200r",
+                    call.deployment.name, answer.get("usage"))
     bound = max_usage(call.body, call.body_bytes, endpoint=call.endpoint,
                       max_tokens_default=call.deployment.max_tokens_default)
     return {**bound.meters(), "estimated": 1}
 
 
+def reported_meters(usage: Any, *, embeddings: bool = False) -> dict[str, int] | None:
+    """The meters of an upstream's ``usage``, or None when it cannot be read: token counts that
+    are not whole numbers from 0 to USAGE_TOKENS_MAX, or missing (an embedding has no completion
+    tokens). Unreadable usage is never read as zero: that would book no spend for delivered work."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    if embeddings:
+        if not prompt:
+            prompt = _count(usage.get("total_tokens"))
+        if "completion_tokens" not in usage:
+            completion = 0
+    if prompt is None or completion is None:
+        return None
+    return {"input_tokens": prompt, "output_tokens": completion, "requests": 1}
+
+
 def stream_meters(meter: StreamMeter, call: Call) -> dict[str, int]:
+    reported = reported_meters(meter.usage)
+    if reported is not None:
+        return reported
     if meter.usage is not None:
-        return {"input_tokens": _int(meter.usage.get("prompt_tokens")),
-                "output_tokens": _int(meter.usage.get("completion_tokens")), "requests": 1}
+        log.warning("unreadable usage at the end of a stream from %s, charged as delivered: %.200r",
+                    call.deployment.name, meter.usage)
     if meter.delivered_deltas == 0:
         return {}  # nothing reached the client and the upstream reported nothing: no charge
     return {"input_tokens": -(-_prompt_bytes(call.body) // TOKENS_PER_BYTE_GUESS),
@@ -720,8 +756,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= USAGE_TOKENS_MAX:
+        return value
+    return None
 
 
 def _items(inputs: Any) -> int:
@@ -740,11 +778,26 @@ def budget_subjects(principal: Any) -> tuple[str, ...]:
     return tuple(subjects)
 
 
-def json_answer(answer: dict[str, Any], charge: Charge) -> Response:
+def relayable_answer(answer: dict[str, Any]) -> bytes:
+    """``answer`` encoded for the client, or the UpstreamFailure it is: an error under a 200
+    status (no choices, no data), or an answer nested deeper than orjson writes (it reads 1,024
+    levels, writes 255)."""
+    error = answer.get("error")
+    if error is not None and not answer.get("choices") and not answer.get("data"):
+        raise UpstreamFailure(502, "the upstream answered 200 with an error",
+                              body={"error": error} if isinstance(error, dict) else None)
+    try:
+        return orjson.dumps(answer)
+    except TypeError:
+        raise UpstreamFailure(502, "the upstream's answer nests deeper than the 255 levels that can be relayed",
+                              code="upstream_bad_answer") from None
+
+
+def json_answer(answer: bytes, charge: Charge) -> Response:
     headers = {"x-creditgate-cost": format_amount(charge.cost)}
     if charge.available is not None:
         headers["x-creditgate-balance"] = format_amount(charge.available)
-    return Response(orjson.dumps(answer), media_type="application/json", headers=headers)
+    return Response(answer, media_type="application/json", headers=headers)
 
 
 def require_inference(principal: Any) -> None:

@@ -17,6 +17,8 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from creditgate.gateway.upstream import UpstreamFailure
+
 DONE_LINE = b"data: [DONE]"
 
 
@@ -31,7 +33,13 @@ class StreamMeter:
         self.failed: dict[str, Any] | None = None
 
     def feed(self, line: bytes) -> bytes | None:
-        """The bytes to send the client for one upstream SSE line, or None to send nothing."""
+        """The bytes to send the client for one upstream SSE line, or None to send nothing.
+
+        A chunk that is JSON but cannot be read as a chunk (``"choices": 5``) or re-encoded for
+        the client (orjson reads 1,024 levels of nesting but writes 255) raises UpstreamFailure
+        ``upstream_stream_broken``: the upstream failed mid-stream, and the stream ends with an
+        error event. Such a chunk counts for nothing: neither its deltas nor its usage.
+        """
         if not line.startswith(b"data:"):
             return None  # comments, event names and retry hints are the upstream's business
         data = line[5:].strip()
@@ -47,20 +55,34 @@ class StreamMeter:
         if isinstance(chunk.get("error"), dict):
             self.failed = chunk
             return b"data: " + data + b"\n\n"
-        usage = chunk.get("usage")
+        choices = chunk.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            raise _unreadable(f"its choices are not a list ({type(choices).__name__})")
+        usage = chunk.get("usage")  # (taken before _for_client strips it)
+        out = self._for_client(chunk, data)
+        # Counted only once the chunk is ready to go: a chunk that failed above reached no one.
         if isinstance(usage, dict):
             self.usage = usage
-        for choice in chunk.get("choices") or ():
+        for choice in choices or ():
             if _carries_output(choice):
                 self.delivered_deltas += 1
-        if self.client_wants_usage:
+        return out
+
+    def _for_client(self, chunk: dict[str, Any], data: bytes) -> bytes | None:
+        if self.client_wants_usage or "usage" not in chunk:
             return b"data: " + data + b"\n\n"
-        if "usage" in chunk:
-            if not chunk.get("choices"):
-                return None
-            del chunk["usage"]
+        if not chunk.get("choices"):
+            return None
+        del chunk["usage"]
+        try:
             return b"data: " + orjson.dumps(chunk) + b"\n\n"
-        return b"data: " + data + b"\n\n"
+        except TypeError:
+            raise _unreadable("it nests deeper than the 255 levels that can be relayed") from None
+
+
+def _unreadable(why: str) -> UpstreamFailure:
+    return UpstreamFailure(502, f"the upstream sent a stream chunk the gateway cannot relay: {why}",
+                           code="upstream_stream_broken")
 
 
 def _carries_output(choice: Any) -> bool:

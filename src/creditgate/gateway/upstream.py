@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from creditgate.errors import UpstreamError
 from creditgate.gateway import secrets
@@ -31,6 +32,10 @@ ERROR_BODY_BYTES_MAX: Final = 64 * 1024
 QUEUE_WAIT_MAX_S: Final = 30.0
 STREAM_LINE_BYTES_MAX: Final = 1024 * 1024
 ANSWER_BYTES_MAX: Final = 256 * 1024 * 1024  # a plain answer (2,048 embeddings of 3,072 floats fit)
+# What reading an answer can raise besides a timeout. aiohttp reports a body it cannot decode (a
+# corrupt gzip stream) or a stream line longer than its buffer (LineTooLong) as HttpProcessingError,
+# which is not a ClientError; older versions said a line was too long with a ValueError.
+_READ_ERRORS: Final = (TimeoutError, aiohttp.ClientError, HttpProcessingError)
 
 
 class UpstreamFailure(UpstreamError):
@@ -123,14 +128,15 @@ class Upstreams:
                         sent: asyncio.Future[None] | None = None) -> dict[str, Any]:
         """The upstream's JSON answer. ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path)
+        payload = _SentPayload(body, sent)
         try:
-            async with self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout,
+            async with self.client.post(url, data=payload, headers=headers, timeout=timeout,
                                         allow_redirects=False) as response:
                 content = await _read_answer(response)
                 status = response.status
                 location = response.headers.get("location")
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _transport_failure(deployment, error) from None
+        except _READ_ERRORS as error:
+            raise _transport_failure(deployment, error, reached=payload.written) from None
         if status >= 300:
             raise _answer_failure(status, content, location)
         try:
@@ -146,75 +152,99 @@ class Upstreams:
         """The upstream's SSE lines. Errors before the first line raise UpstreamFailure.
         ``sent`` is resolved once the request is on the wire."""
         url, headers, timeout = self._request(deployment, path, stream=True)
+        payload = _SentPayload(body, sent)
         try:
-            response = await self.client.post(url, data=_payload(body, sent), headers=headers, timeout=timeout,
+            response = await self.client.post(url, data=payload, headers=headers, timeout=timeout,
                                               allow_redirects=False)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            raise _transport_failure(deployment, error) from None
+        except _READ_ERRORS as error:
+            raise _transport_failure(deployment, error, reached=payload.written) from None
         try:
             if response.status >= 300:
                 try:
                     content = await response.content.read(ERROR_BODY_BYTES_MAX)
-                except (TimeoutError, aiohttp.ClientError) as error:
-                    raise _transport_failure(deployment, error) from None
+                except _READ_ERRORS as error:
+                    raise _transport_failure(deployment, error, reached=True) from None
                 raise _answer_failure(response.status, content, response.headers.get("location"))
             try:
+                # Lines are read after aiohttp inflates a compressed stream, so its bound on a
+                # line (its buffer's high-water mark) counts inflated bytes; a longer line is
+                # refused as it is read, never held whole.
                 async for raw in response.content:
                     line = raw.rstrip(b"\r\n")
                     if line:
                         yield line
-            except (TimeoutError, aiohttp.ClientError, ValueError) as error:
-                raise _transport_failure(deployment, error, mid_stream=True) from None
+            except (*_READ_ERRORS, ValueError) as error:
+                raise _transport_failure(deployment, error, reached=True, mid_stream=True) from None
         finally:
             response.release()
 
 
-def _payload(data: bytes, sent: asyncio.Future[None] | None) -> Any:
-    return data if sent is None else _SentPayload(data, sent)
-
-
 class _SentPayload(aiohttp.BytesPayload):
-    """A JSON body that says when it has been handed to the connection."""
+    """A JSON body that says when it has been handed to the connection: ``written``, and
+    ``sent`` (when given) resolved."""
 
-    def __init__(self, value: bytes, sent: asyncio.Future[None]) -> None:
+    def __init__(self, value: bytes, sent: asyncio.Future[None] | None) -> None:
         super().__init__(value, content_type="application/json")
         self._sent = sent
+        self.written = False
 
     async def write_with_length(self, writer: Any, content_length: int | None) -> None:
         await super().write_with_length(writer, content_length)
-        if not self._sent.done():
+        self.written = True
+        if self._sent is not None and not self._sent.done():
             self._sent.set_result(None)
 
 
-def _transport_failure(deployment: Deployment, error: BaseException, *,
+def _transport_failure(deployment: Deployment, error: BaseException, *, reached: bool,
                        mid_stream: bool = False) -> UpstreamFailure:
+    """``reached``: whether the request was written to a connection. Told by the caller rather
+    than read from the error's class: with a timeout_s of 5 s or less the connect timeout equals
+    the total one, and aiohttp then raises a plain TimeoutError, not ConnectionTimeoutError, for
+    a connection that was never made (and a per-request fee is due only for a request sent)."""
+    name = deployment.name
     if isinstance(error, asyncio.TimeoutError):
-        limit = (f"sent nothing for {deployment.timeout_ms / 1000:g} s or ran past {STREAM_SECONDS_MAX} s"
-                 if mid_stream else f"timed out after {deployment.timeout_ms / 1000:g} s")
-        return UpstreamFailure(504, f"the upstream of {deployment.name} {limit}", code="upstream_timeout",
-                               reached=not isinstance(error, aiohttp.ConnectionTimeoutError))
+        if mid_stream:
+            limit = f"sent nothing for {deployment.timeout_ms / 1000:g} s or ran past {STREAM_SECONDS_MAX} s"
+        else:
+            limit = f"timed out after {deployment.timeout_ms / 1000:g} s"
+            if not reached:
+                limit += " before the request could be sent"
+        return UpstreamFailure(504, f"the upstream of {name} {limit}", code="upstream_timeout", reached=reached)
+    # A line too long, a corrupt encoding (aiohttp.InvalidURL is a ValueError too, but a ClientError).
+    unreadable = isinstance(error, HttpProcessingError) or (isinstance(error, ValueError)
+                                                            and not isinstance(error, aiohttp.ClientError))
     if mid_stream:
-        return UpstreamFailure(502, f"the upstream of {deployment.name} broke off mid-stream "
-                                    f"({type(error).__name__})", code="upstream_stream_broken")
-    return UpstreamFailure(502, f"the upstream of {deployment.name} could not be reached "
-                                f"({type(error).__name__})", code="upstream_unreachable",
-                           reached=not isinstance(error, aiohttp.ClientConnectorError))
+        what = "sent a stream the gateway cannot read" if unreadable else "broke off mid-stream"
+        return UpstreamFailure(502, f"the upstream of {name} {what} ({type(error).__name__})",
+                               code="upstream_stream_broken")
+    if unreadable:
+        return UpstreamFailure(502, f"the upstream of {name} sent an answer the gateway cannot read "
+                                    f"({type(error).__name__})", reached=reached)
+    return UpstreamFailure(502, f"the upstream of {name} could not be reached ({type(error).__name__})",
+                           code="upstream_unreachable", reached=reached)
 
 
 async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
     """The whole answer, refused past ANSWER_BYTES_MAX (a gateway must not hold an upstream's
-    unbounded answer in memory). A declared length is checked before anything is read."""
+    unbounded answer in memory).
+
+    The bytes counted are those the answer inflates to: aiohttp decompresses a gzip, deflate,
+    brotli or zstd answer as it is read, and a 0.3 MB gzip answer can hold 300 MiB, so its
+    content-length bounds nothing. Read chunk by chunk (``read()`` would inflate the whole answer
+    at once), the answer is refused within one chunk past the cap. A declared length of an answer
+    sent as is, is checked before anything is read."""
     length = response.content_length
-    if length is not None:
-        if length > ANSWER_BYTES_MAX:
-            raise _answer_too_large()
-        return await response.read()
-    content = bytearray()
+    encoded = response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
+    if length is not None and length > ANSWER_BYTES_MAX and not encoded:
+        raise _answer_too_large()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in response.content.iter_any():
-        content += chunk
-        if len(content) > ANSWER_BYTES_MAX:
+        size += len(chunk)
+        if size > ANSWER_BYTES_MAX:
             raise _answer_too_large()
-    return bytes(content)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _answer_too_large() -> UpstreamFailure:

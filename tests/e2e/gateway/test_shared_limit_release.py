@@ -35,15 +35,31 @@ def test_the_slot_goes_back_during_the_commit_and_before_the_answer(shared_limit
     limiter = gateway._limiter
     assert limiter.remote
     release_started: list[int] = []
+    release_done: list[int] = []
     commits_ended: list[int] = []
     lock = threading.Lock()
+    releasing = threading.Event()  # a release was asked for and has not answered yet
+    released = threading.Event()
     release, commit = limiter.release, stack.services.ledger.writer._commit
 
-    async def timed_release(ticket: Any, tokens_used: int) -> None:
-        release_started.append(time.perf_counter_ns())  # runs on the event loop, when Redis is asked
-        await release(ticket, tokens_used)
+    def timed_release(ticket: Any, tokens_used: int) -> Any:
+        releasing.set()
+        released.clear()
+
+        async def run() -> None:
+            release_started.append(time.perf_counter_ns())
+            await release(ticket, tokens_used)
+            release_done.append(time.perf_counter_ns())
+            releasing.clear()
+            released.set()
+        return run()
 
     def timed_commit(*args: Any, **kwargs: Any) -> Any:
+        # A commit that starts while a release is on its way waits for Redis's answer first, so
+        # that "the release overlapped the commit" does not depend on which thread runs first.
+        # (Bounded: a release that only starts after the commit can never be waited for.)
+        if releasing.is_set():
+            released.wait(timeout=2)
         try:
             return commit(*args, **kwargs)
         finally:
@@ -59,10 +75,11 @@ def test_the_slot_goes_back_during_the_commit_and_before_the_answer(shared_limit
         client.chat.completions.create(**ask)
         answered.append((sent, time.perf_counter_ns()))
 
-    assert len(release_started) == REQUESTS
-    for (sent, done), started in zip(answered, release_started, strict=True):
-        assert sent < started < done
-        # The settlement's commit ended after the release began, and before the answer.
-        assert any(started < ended < done for ended in commits_ended), "release waited for the commit"
+    assert len(release_done) == REQUESTS
+    for (sent, done), started, finished in zip(answered, release_started, release_done, strict=True):
+        assert sent < started < finished < done
+        # The settlement's commit ended after Redis answered the release, and before the answer:
+        # with the release sent only after the commit, no commit of this request ends after it.
+        assert any(finished < ended < done for ended in commits_ended), "release waited for the commit"
     slots = redis.Redis.from_url(redis_url).zcard(f"creditgate:rl:{key_id}:slots")
     assert slots == 0
