@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.table import Table
@@ -19,7 +19,7 @@ from creditgate.cli.common import (
 )
 from creditgate.clock import iso
 from creditgate.ledger.credits import format_amount
-from creditgate.ledger.records import Grant
+from creditgate.ledger.records import Grant, HoldStatus
 from creditgate.ledger.verify import verify as verify_ledger
 from creditgate.storage.migrate import current_revision, upgrade
 
@@ -28,6 +28,7 @@ orgs_app = typer.Typer(help="Organizations", no_args_is_help=True)
 projects_app = typer.Typer(help="Projects inside an organization", no_args_is_help=True)
 grants_app = typer.Typer(help="Credit grants", no_args_is_help=True)
 holds_app = typer.Typer(help="Two-phase holds", no_args_is_help=True)
+HOLD_STATUSES: tuple[str, ...] = get_args(HoldStatus)
 
 
 def grant_json(grant: Grant) -> dict[str, Any]:
@@ -182,6 +183,9 @@ def holds_void(org: str, hold_id: str, idempotency_key: str | None = typer.Optio
 @holds_app.command("list")
 def holds_list(org: str, status: str | None = typer.Option(None), db: str | None = DB_OPTION,
                as_json: bool = JSON_OPTION) -> None:
+    # An unknown status would match no hold: an empty list that looks like an answer.
+    if status is not None and status not in HOLD_STATUSES:
+        fail(f"--status must be one of {', '.join(HOLD_STATUSES)}")
     with services(db) as built:
         rows = [{"id": h.id, "amount": format_amount(h.amount), "status": h.status,
                  "posted": format_amount(h.posted), "expires_at": iso(h.expires_at_us)}

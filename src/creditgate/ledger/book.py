@@ -152,7 +152,10 @@ class Book:
         )
         entries = [Entry(from_account, -spec.amount), Entry(grant_account(grant.id), spec.amount)]
         debt_paid = 0
-        if grant.allow is None and grant.effective_at_us <= now_us:
+        # Only a live grant pays: one already expired when it is booked (a billing close that
+        # catches up on past periods issues such grants) would otherwise pay debt with credits
+        # that can never be used.
+        if grant.allow is None and grant.is_live(now_us):
             for debt_scope in ("inference", "training"):
                 if grant.scope not in ("any", debt_scope):
                     continue

@@ -227,9 +227,13 @@ class GroupCommitWriter:
                     side.restore(items)
                 if isinstance(error, WriteBusy):
                     raise
-                if not isinstance(error, _DATABASE_ERRORS):  # a bug: fail loudly to every caller
+                if not isinstance(error, _DATABASE_ERRORS):
+                    # A bug, or a value that got past every check: fail loudly, but only the
+                    # operation that raised it, not every caller whose operation shared its batch.
                     log.exception("ledger batch failed")
-                    return [error] * len(operations)
+                    if len(operations) > 1:
+                        return [self._alone(operation) for operation in operations]
+                    return [error]
                 if _retryable(error):
                     if inline:
                         raise WriteBusy() from error
@@ -307,12 +311,14 @@ def apply_batch_cached(connection: Any, operations: Sequence[Operation], now_us:
     """Apply operations in order against current books; the outcomes and the books used."""
     if not operations:
         return [], {}
-    keys = {(op.org_id, op.idempotency_key) for op in operations if op.idempotency_key}
-    replays = ledger_store.find_replays(connection, keys)
     hold_ids = [hold_id for op in operations for hold_id in op.hold_ids()]
     grant_ids = [grant_id for op in operations for grant_id in op.grant_ids()]
     books = ledger_store.load_books(connection, {op.org_id for op in operations}, hold_ids=hold_ids,
                                     grant_ids=grant_ids, now_us=now_us, lock=lock, cache=cache)
+    # Only now, holding the organizations' locks: on PostgreSQL a retry committed by another
+    # process just before is then visible, and is replayed instead of written again.
+    keys = {(op.org_id, op.idempotency_key) for op in operations if op.idempotency_key}
+    replays = ledger_store.find_replays(connection, keys)
     for loaded in books.values():
         loaded.expire_due_holds(now_us)
     seen: dict[tuple[str, str], tuple[str, str, Any]] = {}

@@ -111,8 +111,12 @@ class Ledger:
     # -------------------------------------------------------------- organizations
     def create_org(self, name: str, *, overdraft_limit: int = 0, timezone: str = "UTC",
                    idempotency_key: str | None = None, org_id: str | None = None) -> Org:
+        # Billing's own check: statements compute the organization's periods in this zone.
+        from creditgate.billing.periods import zone
+
         name = check_name(name)
         check_micros(overdraft_limit, field="overdraft_limit")
+        zone(timezone)
         params = {"name": name, "overdraft_limit": overdraft_limit, "timezone": timezone}
         with self.database.write() as connection:
             replay = _replay(connection, "orgs", idempotency_key, "create_org", params)
@@ -205,7 +209,9 @@ class Ledger:
             raise InvalidInput("currency must be a three-letter ISO 4217 code such as USD", param="currency")
         effective = effective_at_us if effective_at_us is not None else self.clock.now_us()
         if expires_at_us is not None and expires_at_us <= effective:
-            raise InvalidInput("expires_at must be after effective_at", param="expires_at")
+            # Say what it was compared with: without effective_at the grant starts now.
+            raise InvalidInput("expires_at must be after effective_at" if effective_at_us is not None
+                               else "expires_at must be in the future (after now)", param="expires_at")
         allow_set = frozenset(check_name(item, field="allow") for item in allow) if allow is not None else None
         if allow_set is not None and not allow_set:
             raise InvalidInput("allow must name at least one model or meter, or be omitted", param="allow")
@@ -368,6 +374,11 @@ class Ledger:
     def journal_page(self, org_id: str, *, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         if not 1 <= limit <= JOURNAL_PAGE_SIZE_MAX:
             raise InvalidInput(f"limit must be from 1 to {JOURNAL_PAGE_SIZE_MAX}", param="limit")
+        # Sequence numbers are BIGINTs: a larger cursor would fail in the driver (OverflowError
+        # on SQLite, a database error on PostgreSQL) instead of finding nothing.
+        seq_max = 2**63 - 1
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or not 0 <= after_seq <= seq_max:
+            raise InvalidInput(f"after_seq must be a sequence number from 0 to {seq_max}", param="after_seq")
         with self.database.read() as conn:
             self.get_org(org_id, connection=conn)
             tx_rows = list(conn.execute(
@@ -399,9 +410,13 @@ def check_key(key: str | None) -> str | None:
 
 
 def check_text(value: str | None, field: str, length_max: int) -> None:
-    """An optional free-text value that is stored in a column of ``length_max`` characters."""
-    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= length_max):
-        raise InvalidInput(f"{field} must be 1 to {length_max} characters", param=field)
+    """An optional free-text value that is stored in a column of ``length_max`` characters.
+
+    PostgreSQL's text cannot hold NUL (SQLite's can): refused here, so that both backends answer
+    alike and the value never reaches a group-commit batch as a database error."""
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= length_max
+                              or "\x00" in value):
+        raise InvalidInput(f"{field} must be 1 to {length_max} characters, without NUL", param=field)
 
 
 def check_usage_scope(scope: str) -> None:

@@ -8,7 +8,7 @@ own invariants (useful when constraints were disabled or a file was edited by ha
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ _HOLD_STATUS_BY_KIND = {"hold_reserve": "pending", "hold_post": "posted", "hold_
                         "hold_expire": "expired"}
 _GRANT_STATUS_BY_KIND = {"grant": "active", "grant_void": "voided", "grant_expire": "expired",
                          "grant_rollover": "expired"}
+# What a budget_set entry records and a budget row must still say.
+_BUDGET_TERMS = ("subject", "cap", "mode", "period")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,13 @@ class VerifyReport:
 
 
 def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Iterable[Grant],
-              holds: Iterable[Hold], budgets: Iterable[Budget] = ()) -> list[str]:
+              holds: Iterable[Hold], budgets: Iterable[Budget] | None = None, *,
+              unreadable: Collection[str] = ()) -> list[str]:
+    """The problems of one organization, first one first.
+
+    ``budgets`` None leaves budgets unchecked (for callers that have none at hand); ``unreadable``
+    names rows that exist but could not be read (the caller reports them): they are not missing.
+    """
     problems: list[str] = []
     balances: dict[str, int] = defaultdict(int)
     hold_by_grant: dict[tuple[str, str | None], int] = defaultdict(int)
@@ -79,6 +87,8 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
     # What the journal says about each grant and hold beyond amounts: terms, times, status, legs.
     grant_facts: dict[str, dict[str, Any]] = {}
     hold_facts: dict[str, dict[str, Any]] = {}
+    # The terms of each budget as its latest budget_set entry recorded them.
+    budget_facts: dict[str, dict[str, Any]] = {}
     previous = GENESIS_HASH
     for expected_seq, tx in enumerate(transactions, start=1):
         where = f"org {org.id} journal entry {tx.seq}"
@@ -92,6 +102,9 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
             legs = [Entry(account, amount, grant_id) for account, grant_id, amount in orjson.loads(tx.entries)]
         except (orjson.JSONDecodeError, ValueError, TypeError):
             problems.append(f"{where}: entries are not readable")
+            return problems
+        if not all(_well_typed(leg) for leg in legs):
+            problems.append(f"{where}: entries are not readable (a leg is not account, grant id, amount)")
             return problems
         digest = journal.transaction_hash(
             prev_hash=tx.prev_hash, org_id=tx.org_id, seq=tx.seq, kind=tx.kind, at_us=tx.at_us,
@@ -109,19 +122,28 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
                 hold_by_grant[(leg.account[5:], leg.grant_id)] += leg.amount
             if leg.account == "usage" and tx.kind == "hold_post" and tx.ref:
                 hold_posted[tx.ref] += leg.amount
-        if tx.kind == "grant" and tx.ref:
-            issued_result = orjson.loads(tx.result)
-            issued[tx.ref] = issued_result["amount"]
-            grant_facts[tx.ref] = {"terms": issued_result.get("terms"), "created_at_us": tx.at_us}
-        if tx.kind in _GRANT_STATUS_BY_KIND and tx.ref in grant_facts:
-            grant_facts[tx.ref]["status"] = _GRANT_STATUS_BY_KIND[tx.kind]
-        if tx.kind in _HOLD_STATUS_BY_KIND and tx.ref:
-            hold_status[tx.ref] = _HOLD_STATUS_BY_KIND[tx.kind]
-            if tx.kind == "hold_reserve":
-                reserved = orjson.loads(tx.result)
-                hold_amount[tx.ref] = reserved["amount"]
-                hold_facts[tx.ref] = {"created_at_us": tx.at_us, "expires_at_us": reserved["expires_at_us"],
-                                      "legs": [tuple(leg) for leg in reserved["legs"]]}
+        # The hash proves the result is as written, not that creditgate wrote it: a whole chain
+        # can be recomputed after an edit. A result without the fields is reported, not raised.
+        try:
+            if tx.kind == "grant" and tx.ref:
+                issued_result = orjson.loads(tx.result)
+                issued[tx.ref] = issued_result["amount"]
+                grant_facts[tx.ref] = {"terms": issued_result.get("terms"), "created_at_us": tx.at_us}
+            if tx.kind in _GRANT_STATUS_BY_KIND and tx.ref in grant_facts:
+                grant_facts[tx.ref]["status"] = _GRANT_STATUS_BY_KIND[tx.kind]
+            if tx.kind in _HOLD_STATUS_BY_KIND and tx.ref:
+                hold_status[tx.ref] = _HOLD_STATUS_BY_KIND[tx.kind]
+                if tx.kind == "hold_reserve":
+                    reserved = orjson.loads(tx.result)
+                    hold_amount[tx.ref] = reserved["amount"]
+                    hold_facts[tx.ref] = {"created_at_us": tx.at_us, "expires_at_us": reserved["expires_at_us"],
+                                          "legs": [tuple(leg) for leg in reserved["legs"]]}
+            if tx.kind == "budget_set" and tx.ref:
+                terms = orjson.loads(tx.result)
+                budget_facts[tx.ref] = {name: terms[name] for name in _BUDGET_TERMS}
+        except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
+            problems.append(f"{where}: result is not readable")
+            return problems
     if org.chain_seq != len(transactions) or org.chain_head != previous:
         problems.append(f"org {org.id}: chain head says entry {org.chain_seq}, the journal ends at "
                         f"{len(transactions)} (entries were deleted or the head was edited)")
@@ -136,10 +158,15 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
             for budget_id in hold.budgets:
                 pending_by_budget[budget_id] += hold.amount
     # Rows the journal created must still exist: a deleted row would take its credits with it.
-    for missing in sorted(set(hold_amount) - {hold.id for hold in holds}):
+    for missing in sorted(set(hold_amount) - {hold.id for hold in holds} - set(unreadable)):
         problems.append(f"org {org.id} hold {missing}: in the journal but its row is missing")
-    for missing in sorted(set(issued) - {grant.id for grant in grants}):
+    for missing in sorted(set(issued) - {grant.id for grant in grants} - set(unreadable)):
         problems.append(f"org {org.id} grant {missing}: in the journal but its row is missing")
+    if budgets is not None:
+        budgets = list(budgets)
+        # A deleted budget would lift its cap as surely as an edited one.
+        for missing in sorted(set(budget_facts) - {budget.id for budget in budgets} - set(unreadable)):
+            problems.append(f"org {org.id} budget {missing}: in the journal but its row is missing")
     for hold in holds:
         where = f"org {org.id} hold {hold.id}"
         if hold_amount.get(hold.id) != hold.amount:
@@ -161,9 +188,15 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
                 pending_by_grant[grant_id] += amount
                 if hold_by_grant.get((hold.id, grant_id), 0) != amount:
                     problems.append(f"{where}: leg on grant {grant_id} differs from the journal")
-    for budget in budgets:
+    for budget in budgets or ():
+        where = f"org {org.id} budget {budget.id}"
         if budget.held != pending_by_budget.get(budget.id, 0):
-            problems.append(f"org {org.id} budget {budget.id}: held {budget.held} differs from its pending holds")
+            problems.append(f"{where}: held {budget.held} differs from its pending holds")
+        if budget.id not in budget_facts:
+            problems.append(f"{where}: not in the journal (no budget_set entry created it)")
+            continue
+        problems.extend(_fact_problems(where, budget_facts[budget.id],
+                                       {name: getattr(budget, name) for name in _BUDGET_TERMS}))
     for grant in grants:
         where = f"org {org.id} grant {grant.id}"
         if issued.get(grant.id) != grant.amount:
@@ -182,6 +215,11 @@ def audit_org(org: Org, transactions: Sequence[StoredTransaction], grants: Itera
                 stated["terms"] = journal.grant_terms(grant)
             problems.extend(_fact_problems(where, facts, stated))
     return problems
+
+
+def _well_typed(leg: Entry) -> bool:
+    return (isinstance(leg.account, str) and type(leg.amount) is int
+            and (leg.grant_id is None or isinstance(leg.grant_id, str)))
 
 
 def _fact_problems(where: str, journal_facts: dict[str, Any] | None, row: dict[str, Any]) -> list[str]:
@@ -205,11 +243,15 @@ def verify(database: Any) -> VerifyReport:
 
     report = VerifyReport()
     with database.read() as connection:
-        for org, transactions, grants, holds, budgets in verify_reader.iter_orgs(connection):
+        for rows in verify_reader.iter_orgs(connection):
             report.organizations += 1
-            report.transactions += len(transactions)
-            report.grants += len(grants)
-            report.holds += len(holds)
-            report.problems.extend(audit_org(org, transactions, grants, holds, budgets))
+            report.transactions += len(rows.transactions)
+            report.grants += len(rows.grants)
+            report.holds += len(rows.holds)
+            # A damaged row first: what the audit then finds may only be its consequence.
+            report.problems.extend(rows.damaged.values())
+            if rows.org is not None:
+                report.problems.extend(audit_org(rows.org, rows.transactions, rows.grants, rows.holds,
+                                                 rows.budgets, unreadable=rows.damaged.keys()))
         report.problems.extend(verify_reader.schema_problems(connection))
     return report

@@ -32,7 +32,6 @@ POSTGRES_LOCK_TIMEOUT_MS: Final = 30_000
 # server may have restarted or dropped it meanwhile); one in steady use is not, because a ping per
 # checkout is a round trip per transaction.
 POSTGRES_PING_IDLE_S: Final = 1.0
-_PQ_IDLE: Final = 0  # libpq's PQTRANS_IDLE: no transaction open on the connection
 
 
 def database_url_from_env(explicit: str | None = None) -> str:
@@ -209,7 +208,7 @@ def _pipelined_transaction(connection: Connection) -> Iterator[None]:
     meanwhile): psycopg's own BEGIN and commit() each wait for a round trip of their own. So a
     ledger batch costs two round trips: the lock and reads with BEGIN, the writes with COMMIT.
     The first error a statement meets is raised where its result is read, at the latest when the
-    pipeline ends; the transaction is then rolled back and the connection left as it was found.
+    pipeline ends; the connection is then closed, which rolls the transaction back.
     """
     raw: Any = connection.connection.driver_connection
     raw.autocommit = True
@@ -219,11 +218,11 @@ def _pipelined_transaction(connection: Connection) -> Iterator[None]:
             yield
             raw.execute("COMMIT")
     except BaseException:
-        try:
-            if raw.pgconn.transaction_status != _PQ_IDLE:
-                raw.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - the statement's own error is the one to report
-            connection.invalidate()
+        # Closed, not rolled back and reused: psycopg prepares statements that run often, and an
+        # aborted pipeline can lose them on the server while psycopg still counts them as
+        # prepared, so every later transaction on this connection would fail ("prepared
+        # statement does not exist"). Closing rolls the transaction back; the pool opens another.
+        connection.invalidate()
         raise
     finally:
         if not raw.closed:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
+from creditgate.errors import CreditgateError
 from creditgate.ledger import journal
 from creditgate.ledger.book import Book
 from creditgate.ledger.records import GENESIS_HASH, Budget, Grant, Hold, Org
@@ -33,21 +34,51 @@ def org_from_row(row: Sequence[Any]) -> Org:
                chain_head=row[7] or GENESIS_HASH)
 
 
+class DamagedRow(CreditgateError):
+    """A stored row whose JSON column does not parse: only an edit made outside creditgate (or a
+    bug) can write one. It names the row, so that an operator can find it; ``creditgate verify``
+    reports every such row."""
+
+    status = 500
+    code = "damaged_row"
+    error_type = "api_error"
+
+
+# What parsing a JSON column of the wrong shape raises: JSONDecodeError is a ValueError; a value
+# of the wrong type (a number, an object, a short list) gives TypeError, IndexError or KeyError.
+_UNREADABLE = (ValueError, TypeError, LookupError)
+
+
+def _damaged(table: str, row_id: Any, column: str, error: Exception) -> DamagedRow:
+    return DamagedRow(f"{table} {row_id}: column {column} is damaged ({error})", param=column)
+
+
+# The try blocks below cost nothing while no exception is raised (Python 3.11's zero-cost
+# exceptions): the writer's hot path parses rows with these functions too.
 def grant_from_row(row: Sequence[Any]) -> Grant:
+    try:
+        allow = frozenset(orjson.loads(row[14])) if row[14] is not None else None
+    except _UNREADABLE as error:
+        raise _damaged("grant", row[0], "allow", error) from None
     return Grant(
         id=row[0], org_id=row[1], kind=row[2], scope=row[3], priority=row[4], effective_at_us=row[5],
         expires_at_us=row[6], amount=row[7], remaining=row[8], held=row[9], created_at_us=row[10],
-        cost_basis=row[11], currency=row[12], status=row[13],
-        allow=frozenset(orjson.loads(row[14])) if row[14] is not None else None,
+        cost_basis=row[11], currency=row[12], status=row[13], allow=allow,
         source_grant_id=row[15], rollover=row[16], metadata=row[17])
 
 
 def hold_from_row(row: Sequence[Any]) -> Hold:
+    try:
+        legs = tuple((leg[0], leg[1]) for leg in orjson.loads(row[7]))
+    except _UNREADABLE as error:
+        raise _damaged("hold", row[0], "legs", error) from None
+    try:
+        budgets = tuple(orjson.loads(row[12])) if row[12] and row[12] != "[]" else ()
+    except _UNREADABLE as error:
+        raise _damaged("hold", row[0], "budgets", error) from None
     return Hold(id=row[0], org_id=row[1], amount=row[2], scope=row[3], status=row[4],
-                created_at_us=row[5], expires_at_us=row[6],
-                legs=tuple((leg[0], leg[1]) for leg in orjson.loads(row[7])), model=row[8],
-                posted=row[9], resolved_at_us=row[10], metadata=row[11],
-                budgets=tuple(orjson.loads(row[12])) if row[12] and row[12] != "[]" else ())
+                created_at_us=row[5], expires_at_us=row[6], legs=legs, model=row[8],
+                posted=row[9], resolved_at_us=row[10], metadata=row[11], budgets=budgets)
 
 
 def budget_from_row(row: Sequence[Any]) -> Budget:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import types
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, select, text
 
@@ -11,6 +13,8 @@ from creditgate.ledger.records import Budget, Grant, Hold, Org
 from creditgate.ledger.verify import StoredTransaction
 from creditgate.storage import ledger_store
 from creditgate.storage.schema import budgets, grants, holds, journal_transactions, orgs
+
+_Record = TypeVar("_Record")
 
 # Rows that break a constraint can only exist if constraints were bypassed (for example an edit
 # with foreign keys or checks off); the verifier looks for them anyway.
@@ -31,10 +35,25 @@ _INVARIANT_QUERIES = {
 }
 
 
-def iter_orgs(connection: Connection) -> Iterator[
-        tuple[Org, list[StoredTransaction], list[Grant], list[Hold], list[Budget]]]:
+class OrgRows(NamedTuple):
+    """One organization's rows as the verifier sees them. ``damaged`` maps the id of each row
+    that could not be read (a JSON column that does not parse, or, on SQLite, which stores any
+    value in any column, a value of the wrong type) to the problem; such rows are left out of
+    ``grants``, ``holds`` and ``budgets``. ``org`` is None when the organization's own row is
+    damaged."""
+
+    org: Org | None
+    transactions: list[StoredTransaction]
+    grants: list[Grant]
+    holds: list[Hold]
+    budgets: list[Budget]
+    damaged: dict[str, str]
+
+
+def iter_orgs(connection: Connection) -> Iterator[OrgRows]:
     org_ids = [row[0] for row in connection.execute(select(orgs.c.id).order_by(orgs.c.id))]
     for org_id in org_ids:
+        damaged: dict[str, str] = {}
         org_row = connection.execute(ledger_store.org_select().where(orgs.c.id == org_id)).one()
         transactions = [StoredTransaction(*row) for row in connection.execute(
             select(journal_transactions.c.org_id, journal_transactions.c.seq, journal_transactions.c.kind,
@@ -43,13 +62,89 @@ def iter_orgs(connection: Connection) -> Iterator[
                    journal_transactions.c.result, journal_transactions.c.entries,
                    journal_transactions.c.prev_hash, journal_transactions.c.hash)
             .where(journal_transactions.c.org_id == org_id).order_by(journal_transactions.c.seq))]
-        grant_rows = [ledger_store.grant_from_row(row) for row in connection.execute(
-            ledger_store.grant_select().where(grants.c.org_id == org_id))]
-        hold_rows = [ledger_store.hold_from_row(row) for row in connection.execute(
-            ledger_store.hold_select().where(holds.c.org_id == org_id))]
-        budget_rows = [ledger_store.budget_from_row(row) for row in connection.execute(
-            ledger_store.budget_select().where(budgets.c.org_id == org_id))]
-        yield ledger_store.org_from_row(org_row), transactions, grant_rows, hold_rows, budget_rows
+        grant_rows = _readable(connection.execute(ledger_store.grant_select().where(grants.c.org_id == org_id)),
+                               ledger_store.grant_from_row, org_id, "grant", damaged)
+        hold_rows = _readable(connection.execute(ledger_store.hold_select().where(holds.c.org_id == org_id)),
+                              ledger_store.hold_from_row, org_id, "hold", damaged)
+        budget_rows = _readable(connection.execute(ledger_store.budget_select().where(budgets.c.org_id == org_id)),
+                                ledger_store.budget_from_row, org_id, "budget", damaged)
+        org_list = _readable([org_row], ledger_store.org_from_row, None, "org", damaged)
+        yield OrgRows(org_list[0] if org_list else None, transactions, grant_rows, hold_rows, budget_rows,
+                      damaged)
+
+
+def _readable(rows: Any, parse: Callable[[Sequence[Any]], _Record], org_id: str | None, table: str,
+              damaged: dict[str, str]) -> list[_Record]:
+    """The rows that parse into well-typed records; each other one is added to ``damaged``.
+
+    The parsers are the writer's, which trust the row's types: checking them here keeps the
+    audit from failing on a value that no arithmetic or comparison expects."""
+    owner = f"org {org_id} " if org_id is not None else ""
+    found = []
+    for row in rows:
+        try:
+            record = parse(row)
+        except ledger_store.DamagedRow as error:
+            damaged[row[0]] = owner + error.message
+            continue
+        wrong = _wrongly_typed(record)
+        if wrong is not None:
+            damaged[row[0]] = (f"{owner}{table} {row[0]}: column {wrong} holds {getattr(record, wrong)!r}, "
+                               f"not a value of type {_hint_name(record, wrong)}")
+            continue
+        found.append(record)
+    return found
+
+
+def _wrongly_typed(record: Any) -> str | None:
+    """The first field of ``record`` whose value does not have its annotated type, or None."""
+    checks = _CHECKS.get(type(record))
+    if checks is None:
+        hints = typing.get_type_hints(type(record))
+        checks = _CHECKS[type(record)] = tuple((name, _check_of(hints[name])) for name in record._fields)
+    for (name, conforms), value in zip(checks, record, strict=True):
+        if not conforms(value):
+            return name
+    return None
+
+
+# Per record class, a check per field, built once from its annotations: a verify reads every row.
+_CHECKS: dict[type, tuple[tuple[str, Callable[[Any], bool]], ...]] = {}
+
+
+def _hint_name(record: Any, name: str) -> str:
+    hint = typing.get_type_hints(type(record))[name]
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
+def _check_of(hint: Any) -> Callable[[Any], bool]:
+    """A test of a value against the annotations the ledger's records use: int, str, None,
+    unions, ``frozenset[X]``, ``tuple[X, ...]`` and ``tuple[X, Y]``. A bool is not an int here."""
+    if hint is type(None):
+        return lambda value: value is None
+    if hint is int:
+        return lambda value: type(value) is int
+    if hint is str:
+        return lambda value: isinstance(value, str)
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        others = [arm for arm in arguments if arm is not type(None)]
+        if len(others) == 1 and len(arguments) == 2:  # X | None, by far the most common
+            other = _check_of(others[0])
+            return lambda value: value is None or other(value)
+        arms = [_check_of(arm) for arm in arguments]
+        return lambda value: any(arm(value) for arm in arms)
+    if origin is frozenset:
+        item_check = _check_of(arguments[0])
+        return lambda value: isinstance(value, frozenset) and all(item_check(item) for item in value)
+    if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
+        item_check = _check_of(arguments[0])
+        return lambda value: isinstance(value, tuple) and all(item_check(item) for item in value)
+    if origin is tuple:
+        item_checks = [_check_of(argument) for argument in arguments]
+        return lambda value: (isinstance(value, tuple) and len(value) == len(item_checks)
+                              and all(check(item) for check, item in zip(item_checks, value, strict=True)))
+    raise TypeError(f"verify_reader cannot check values of type {hint}")
 
 
 def schema_problems(connection: Connection) -> list[str]:

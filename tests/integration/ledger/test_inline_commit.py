@@ -223,3 +223,36 @@ def test_a_finished_event_loop_leaves_no_committer_behind(sqlite_ledger: Ledger)
     gc.collect()
     assert len(ledger._loop_committers) == 0
     assert ledger.balance(org_id).pending == c("3")
+
+
+def test_an_operation_that_raises_a_bug_fails_alone_not_the_batch_it_shared(database_url: str) -> None:
+    """An error that is not the database's (a bug, or a value past every check: an upstream's
+    absurd usage once overflowed a record's 64-bit column) must fail only its own caller."""
+    from dataclasses import dataclass
+
+    from creditgate.ledger.operations import Debit
+
+    @dataclass(frozen=True)
+    class Broken(Debit):
+        def apply(self, book: Any, now_us: int, fingerprint: str | None) -> dict[str, Any]:
+            raise TypeError("Integer exceeds 64-bit range")
+
+    database = Database(database_url)
+    upgrade(database)
+    ledger = Ledger(database)
+    try:
+        first, second = ledger.create_org("first"), ledger.create_org("second")
+        for org in (first, second):
+            ledger.grant(org.id, c("10"))
+        good = ledger.debit_operation(first.id, c("1"))
+        broken = Broken(second.id, None, amount=c("1"), scope="inference")
+        outcomes = ledger.writer._commit([good, broken, ledger.debit_operation(second.id, c("2"))])
+        assert outcomes is not None
+        assert isinstance(outcomes[1], TypeError)
+        assert not isinstance(outcomes[0], BaseException) and not isinstance(outcomes[2], BaseException)
+        assert ledger.balance(first.id).available == c("9")
+        assert ledger.balance(second.id).available == c("8")
+        assert verify(database).ok
+    finally:
+        ledger.close()
+        database.dispose()

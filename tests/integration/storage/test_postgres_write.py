@@ -110,3 +110,20 @@ def test_a_pipelined_write_waits_for_the_server_twice(database: Database, tmp_pa
     last_answers = [fields[3] for fields in messages[waits[1]:] if fields[0] == "B"]
     assert ' "BEGIN"' in first_answers and ' "COMMIT"' in last_answers, messages
     assert rows(database) == ["a", "b", "c"]
+
+
+def test_failed_pipelined_transactions_do_not_break_the_connections_they_ran_on(database: Database) -> None:
+    """psycopg prepares a statement once it has run a few times; an aborted pipeline can lose
+    that on the server while psycopg still counts it as prepared. The connection must not be
+    reused then, or every later transaction on it fails ("prepared statement does not exist")."""
+    with database.write(pipelined=True) as connection:
+        insert(connection, "taken")
+    for attempt in range(8):
+        with pytest.raises(psycopg.errors.UniqueViolation), database.write(pipelined=True) as connection:
+            insert(connection, f"fresh-{attempt}")
+            insert(connection, "taken")
+    for attempt in range(8):
+        with database.write(pipelined=True) as connection:
+            insert(connection, f"later-{attempt}")
+    assert rows(database) == ["later-0", "later-1", "later-2", "later-3", "later-4", "later-5", "later-6",
+                              "later-7", "taken"]
