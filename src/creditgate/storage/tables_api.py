@@ -124,11 +124,12 @@ usage_rollup_hourly = Table(
     Column("quantity", BigInteger, nullable=False),
 )
 
+# Event de-duplication claims: (source, id) within an organization (usage.ingest._claim_key).
 usage_event_keys = Table(
     "usage_event_keys", metadata,
+    Column("org_id", ID, primary_key=True),
     Column("source", String(256), primary_key=True),
     Column("event_id", String(128), primary_key=True),
-    Column("org_id", ID, nullable=False),
     Column("received_at_us", BigInteger, nullable=False),
     Index("ix_usage_event_keys_received", "received_at_us"),
 )

@@ -77,28 +77,32 @@ def parse_subject(subject: Any) -> tuple[str, str | None, str | None]:
     return org_id, project_id, key_id
 
 
-# Names already checked, so that the common case costs a set lookup. Bounded: cleared when full.
-_KNOWN_NAMES: set[str] = set()
-_KNOWN_NAMES_MAX: Final = 10_000
+# Names and values already checked, so that the common case costs a set lookup (bounded: cleared
+# when full). Kept apart: a value that passed as a tag value must not pass
+# as a tag name, nor a tag name as a meter name (their rules differ).
+_KNOWN_METERS: set[str] = set()
+_KNOWN_TAG_NAMES: set[str] = set()
+_KNOWN_TAG_VALUES: set[str] = set()
+_KNOWN_MAX: Final = 10_000
 
 
-def _remember(name: str) -> None:
-    if len(_KNOWN_NAMES) >= _KNOWN_NAMES_MAX:
-        _KNOWN_NAMES.clear()
-    _KNOWN_NAMES.add(name)
+def _remember(known: set[str], text: str) -> None:
+    if len(known) >= _KNOWN_MAX:
+        known.clear()
+    known.add(text)
 
 
 def _meters(value: Any) -> dict[str, int]:
     if not isinstance(value, dict) or not value or len(value) > METERS_PER_EVENT_MAX:
         raise Rejected("invalid_field", f"data.meters: 1 to {METERS_PER_EVENT_MAX} meters required")
     for name, quantity in value.items():
-        if name in _KNOWN_NAMES and type(quantity) is int and 0 <= quantity <= QUANTITY_MAX:
+        if name in _KNOWN_METERS and type(quantity) is int and 0 <= quantity <= QUANTITY_MAX:
             continue
         if not _METER.match(name):
             raise Rejected("invalid_field", f"data.meters: {name[:70]!r} is not a meter name")
         if type(quantity) is not int or not 0 <= quantity <= QUANTITY_MAX:
             raise Rejected("invalid_field", f"data.meters.{name}: must be an integer from 0 to {QUANTITY_MAX}")
-        _remember(name)
+        _remember(_KNOWN_METERS, name)
     return value
 
 
@@ -108,15 +112,16 @@ def _tags(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > TAGS_PER_EVENT_MAX:
         raise Rejected("invalid_field", f"data.tags: at most {TAGS_PER_EVENT_MAX} tags")
     for name, tag in value.items():
-        if name in _KNOWN_NAMES and tag in _KNOWN_NAMES:
+        # isinstance first: a list or object value is unhashable, and must be refused, not crash.
+        if name in _KNOWN_TAG_NAMES and isinstance(tag, str) and tag in _KNOWN_TAG_VALUES:
             continue
         if not _TAG_NAME.match(name):
             raise Rejected("invalid_field", f"data.tags: {name[:70]!r} is not a tag name")
         if not isinstance(tag, str) or len(tag) > TAG_VALUE_LENGTH_MAX or _CONTROL.search(tag):
             raise Rejected("invalid_field", f"data.tags.{name}: must be text of at most "
                                             f"{TAG_VALUE_LENGTH_MAX} printable characters")
-        _remember(name)
-        _remember(tag)
+        _remember(_KNOWN_TAG_NAMES, name)
+        _remember(_KNOWN_TAG_VALUES, tag)
     return value
 
 

@@ -50,7 +50,7 @@ DEDUP_PRUNE_ROWS_MAX: Final = 10_000
 WRITE_RETRIES_MAX: Final = 10
 RETRY_BACKOFF_S: Final = 0.01
 assert LATE_EVENT_WINDOW_S + FUTURE_SKEW_S < DEDUP_RETENTION_S
-_CLAIM_COLUMNS: Final = ("source", "event_id", "org_id", "received_at_us")
+_CLAIM_COLUMNS: Final = ("org_id", "source", "event_id", "received_at_us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +61,25 @@ class Caller:
     project_id: str | None = None
     key_id: str | None = None
 
+    @property
+    def budget_subjects(self) -> tuple[str, ...]:
+        """The budgets the caller's events count against, as the gateway's requests do: those of
+        the key that sent them and of its project (refused by a hard one, like any debit).
+        An admin reports for no key of its own, so no budget applies."""
+        subjects = [f"key:{self.key_id}"] if self.key_id else []
+        if self.project_id:
+            subjects.append(f"project:{self.project_id}")
+        return tuple(subjects)
+
 
 class _Priced:
-    __slots__ = ("credits", "event", "index", "message", "reason")
+    __slots__ = ("budgets", "credits", "event", "index", "message", "reason")
 
-    def __init__(self, index: int, event: UsageEvent, credits: int) -> None:
+    def __init__(self, index: int, event: UsageEvent, credits: int, budgets: tuple[str, ...]) -> None:
         self.index = index
         self.event = event
         self.credits = credits
+        self.budgets = budgets
         self.reason = ""
         self.message = ""
 
@@ -86,7 +97,7 @@ def ingest_batch(database: Database, engine: Any, raw_events: Sequence[Any], *, 
     events = _resolve(database, events, results)
     if billing is not None:
         events = _apply_late_policy(billing, events, results)
-    priced = _price(engine, events, results)
+    priced = _price(engine, events, results, caller.budget_subjects)
     if priced:
         _commit(database, priced, now_us, results)
     assert all(result is not None for result in results)
@@ -101,7 +112,7 @@ def _status(raw: Any, status: str, **extra: Any) -> dict[str, Any]:
 def _check(raw_events: Sequence[Any], caller: Caller, now_us: int,
            results: list[dict[str, Any] | None]) -> list[tuple[int, UsageEvent]]:
     checked = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     late_us, ahead_us = LATE_EVENT_WINDOW_S * 1_000_000, FUTURE_SKEW_S * 1_000_000
     memo: dict[Any, Any] = {}
     for index, raw in enumerate(raw_events):
@@ -117,11 +128,11 @@ def _check(raw_events: Sequence[Any], caller: Caller, now_us: int,
         except Rejected as rejected:
             results[index] = _status(raw, "rejected", reason=rejected.reason, message=rejected.message)
             continue
-        pair = (event.source, event.event_id)
-        if pair in seen:
+        claim = _claim_key(event)
+        if claim in seen:
             results[index] = _status(raw, "duplicate")
             continue
-        seen.add(pair)
+        seen.add(claim)
         checked.append((index, event))
     return checked
 
@@ -137,9 +148,9 @@ def _resolve(database: Database, events: list[tuple[int, UsageEvent]],
     with database.read() as connection:
         known_orgs = {row[0] for row in connection.execute(select(orgs.c.id).where(orgs.c.id.in_(org_ids)))}
         project_orgs = dict(connection.execute(select(projects.c.id, projects.c.org_id).where(
-            projects.c.id.in_(project_ids)))) if project_ids else {}
+            projects.c.id.in_(project_ids))).tuples().all()) if project_ids else {}
         key_orgs = dict(connection.execute(select(api_keys.c.id, api_keys.c.org_id).where(
-            api_keys.c.id.in_(key_ids)))) if key_ids else {}
+            api_keys.c.id.in_(key_ids))).tuples().all()) if key_ids else {}
     kept = []
     for index, event in events:
         reason = None
@@ -174,8 +185,8 @@ def _apply_late_policy(billing: Any, events: list[tuple[int, UsageEvent]],
     return kept
 
 
-def _price(engine: Any, events: list[tuple[int, UsageEvent]],
-           results: list[dict[str, Any] | None]) -> list[_Priced]:
+def _price(engine: Any, events: list[tuple[int, UsageEvent]], results: list[dict[str, Any] | None],
+           budgets: tuple[str, ...]) -> list[_Priced]:
     priced = []
     for index, event in events:
         try:
@@ -185,7 +196,7 @@ def _price(engine: Any, events: list[tuple[int, UsageEvent]],
             results[index] = {"id": event.event_id, "source": event.source, "status": "rejected",
                               "reason": reason, "message": error.message}
             continue
-        priced.append(_Priced(index, event, charge.credits))
+        priced.append(_Priced(index, event, charge.credits, budgets))
     return priced
 
 
@@ -211,15 +222,15 @@ def _write(connection: Connection, priced: list[_Priced], now_us: int,
     claimed = _claim(driver, priced, now_us)
     fresh = []
     for item in priced:
-        if (item.event.source, item.event.event_id) in claimed:
+        if _claim_key(item.event) in claimed:
             fresh.append(item)
         else:
             outcome[item.index] = {"id": item.event.event_id, "source": item.event.source,
                                    "status": "duplicate"}
     refused = _debit(connection, fresh, now_us, lock=lock)
     if refused:
-        driver.many("DELETE FROM usage_event_keys WHERE source = ? AND event_id = ?",
-                    [(item.event.source, item.event.event_id) for item in refused])
+        driver.many("DELETE FROM usage_event_keys WHERE org_id = ? AND source = ? AND event_id = ?",
+                    [_claim_key(item.event) for item in refused])
     refused_ids = {id(item) for item in refused}
     for item in refused:
         outcome[item.index] = {"id": item.event.event_id, "source": item.event.source,
@@ -235,30 +246,39 @@ def _write(connection: Connection, priced: list[_Priced], now_us: int,
                                "status": "accepted", "credits": text}
 
 
-def _claim(driver: Driver, priced: list[_Priced], now_us: int) -> set[tuple[str, str]]:
-    """Insert each event's (source, id); answer the pairs this transaction inserted."""
-    # Key order, so that two batches claiming overlapping pairs never wait on each other in
+def _claim_key(event: UsageEvent) -> tuple[str, str, str]:
+    """What makes an event a duplicate: its (source, id) within its organization. CloudEvents
+    makes (source, id) unique per producer, and producers in different organizations choose their
+    sources freely: one tenant's events must never make another's count as duplicates."""
+    return (event.org_id, event.source, event.event_id)
+
+
+def _claim(driver: Driver, priced: list[_Priced], now_us: int) -> set[tuple[str, str, str]]:
+    """Insert each event's claim key; answer the keys this transaction inserted."""
+    # Key order, so that two batches claiming overlapping keys never wait on each other in
     # opposite orders.
-    ordered = sorted(priced, key=lambda item: (item.event.source, item.event.event_id))
+    ordered = sorted(priced, key=lambda item: _claim_key(item.event))
     rows = driver.insert_rows(
         "usage_event_keys", _CLAIM_COLUMNS,
-        [(item.event.source, item.event.event_id, item.event.org_id, now_us) for item in ordered],
-        "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
-    return {(row[0], row[1]) for row in rows}
+        [(*_claim_key(item.event), now_us) for item in ordered],
+        "ON CONFLICT (org_id, source, event_id) DO NOTHING RETURNING org_id, source, event_id")
+    return {(row[0], row[1], row[2]) for row in rows}
 
 
 def _debit(connection: Connection, fresh: list[_Priced], now_us: int, *, lock: bool) -> list[_Priced]:
     """Debit ``fresh`` in burn-down order; answer the events refused (with reason and message)."""
-    groups: dict[tuple[str, str, str], list[_Priced]] = {}
+    groups: dict[tuple[str, str, str, tuple[str, ...]], list[_Priced]] = {}
     for item in fresh:
         if item.credits > 0:
-            groups.setdefault((item.event.org_id, item.event.scope, item.event.model), []).append(item)
+            groups.setdefault((item.event.org_id, item.event.scope, item.event.model, item.budgets),
+                              []).append(item)
     if not groups:
         return []
     ref = new_id("usage")
     keys = list(groups)
-    operations = [Debit(org_id, None, amount=sum(item.credits for item in groups[(org_id, scope, model)]),
-                        scope=scope, subjects=(model,), ref=ref) for org_id, scope, model in keys]
+    operations = [Debit(org_id, None, amount=sum(item.credits for item in groups[(org_id, scope, model, budgets)]),
+                        scope=scope, subjects=(model,), ref=ref, budget_subjects=budgets)
+                  for org_id, scope, model, budgets in keys]
     results = apply_batch(connection, list(operations), now_us, lock=lock)
     retry: list[_Priced] = []
     refused: list[_Priced] = []
@@ -269,7 +289,8 @@ def _debit(connection: Connection, fresh: list[_Priced], now_us: int, *, lock: b
             refused.extend(_refuse(item, result) for item in groups[key])
     if retry:
         singles = [Debit(item.event.org_id, None, amount=item.credits, scope=item.event.scope,
-                         subjects=(item.event.model,), ref=ref) for item in retry]
+                         subjects=(item.event.model,), ref=ref, budget_subjects=item.budgets)
+                   for item in retry]
         for item, result in zip(retry, apply_batch(connection, singles, now_us, lock=lock), strict=True):
             if isinstance(result, BaseException):
                 refused.append(_refuse(item, result))
@@ -302,10 +323,10 @@ def prune_dedup(database: Database, now_us: int) -> int:
     cutoff = now_us - DEDUP_RETENTION_S * 1_000_000
     with database.write() as connection:
         driver = Driver(connection)
-        rows = driver.all("SELECT source, event_id FROM usage_event_keys WHERE received_at_us < ? "
+        rows = driver.all("SELECT org_id, source, event_id FROM usage_event_keys WHERE received_at_us < ? "
                           f"LIMIT {DEDUP_PRUNE_ROWS_MAX}", [cutoff])
-        driver.many("DELETE FROM usage_event_keys WHERE source = ? AND event_id = ?",
-                    [(row[0], row[1]) for row in rows])
+        driver.many("DELETE FROM usage_event_keys WHERE org_id = ? AND source = ? AND event_id = ?",
+                    [(row[0], row[1], row[2]) for row in rows])
     return len(rows)
 
 

@@ -156,3 +156,44 @@ def test_pending_rollups_are_exact_before_and_after_they_are_folded_in(database:
     with database.read() as connection:
         [(pending,)] = Driver(connection).all("SELECT count(*) FROM usage_records WHERE rollup_pending = 1")
     assert pending == 0
+
+
+def test_two_organizations_may_use_the_same_source_and_ids(database: Database, ledger: Ledger,
+                                                           clock: ManualClock) -> None:
+    """(source, id) is unique per producer, and each tenant names its own sources: one tenant's
+    events must not make another's count as duplicates (and go unmetered)."""
+    first, second = ledger.create_org("first"), ledger.create_org("second")
+    for org in (first, second):
+        ledger.grant(org.id, 5 * MICROS)
+    now = iso(clock.now_us())
+    assert [r["status"] for r in _ingest(database, clock, [_event(first.id, str(n), now) for n in range(2)])] \
+        == ["accepted", "accepted"]
+    results = _ingest(database, clock, [_event(second.id, str(n), now) for n in range(2)]
+                      + [_event(second.id, "0", now)])
+    assert [r["status"] for r in results] == ["accepted", "accepted", "duplicate"]
+    assert ledger.balance(first.id).available == ledger.balance(second.id).available == MICROS  # 2 each
+    assert _ingest(database, clock, [_event(first.id, "1", now)])[0]["status"] == "duplicate"
+
+
+def test_an_event_naming_a_project_or_key_is_checked_against_them(database: Database, ledger: Ledger,
+                                                                  clock: ManualClock) -> None:
+    from sqlalchemy import insert
+
+    from creditgate.storage.schema import projects
+
+    org, other = ledger.create_org("acme"), ledger.create_org("other")
+    ledger.grant(org.id, 5 * MICROS)
+    with database.write() as connection:
+        connection.execute(insert(projects), [
+            {"id": "prj_a", "org_id": org.id, "name": "a", "created_at_us": 1},
+            {"id": "prj_o", "org_id": other.id, "name": "o", "created_at_us": 1}])
+    now = iso(clock.now_us())
+    results = _ingest(database, clock, [
+        {**_event(org.id, "1", now), "subject": f"{org.id}/project/prj_a"},
+        {**_event(org.id, "2", now), "subject": f"{org.id}/project/prj_o"},  # another org's project
+        {**_event(org.id, "3", now), "subject": f"{org.id}/project/prj_nope"},
+        {**_event(org.id, "4", now), "subject": f"{org.id}/key/key_nope"}])
+    assert [(r["status"], r.get("reason")) for r in results] == [
+        ("accepted", None), ("rejected", "unknown_project"), ("rejected", "unknown_project"),
+        ("rejected", "unknown_key")]
+    assert ledger.balance(org.id).available == 3 * MICROS  # one event, 2 credits

@@ -21,7 +21,7 @@ def test_existing_records_count_as_rolled_up_and_the_flag_can_be_dropped_again(d
             connection.execute(text(
                 "INSERT INTO usage_records (org_id, model, meters, tags, credits, at_us) "
                 "VALUES ('org_m', 'x', '{}', '{}', 5, 1)"))
-        upgrade(database)
+        upgrade(database, "0002")
         assert current_revision(database) == "0002"
         with database.engine.connect() as connection:
             # Their rollups were written with them (0001 had no other way): nothing is pending.
