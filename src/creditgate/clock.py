@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Final, Protocol
 
 MICROS_PER_SECOND = 1_000_000
+# The instants a caller may hand in, inclusive: 1970-01-01T00:00:00Z to 8999-12-31T23:59:59.999999Z.
+# datetime stops at year 9999, and the system steps past a stored instant (billing periods of up to
+# a year, rollover expiries a dozen periods on, forecast horizons, timezone shifts), so the last
+# instant keeps centuries of headroom rather than sitting at the edge. Nothing predates the epoch.
+INSTANT_US_MIN: Final = 0
+INSTANT_US_MAX: Final = (datetime(9000, 1, 1, tzinfo=UTC)
+                          - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) - 1
 
 
 class Clock(Protocol):
@@ -67,7 +74,8 @@ def iso(micros: int | None) -> str | None:
 
 
 def parse_iso(text: str, *, field: str = "time") -> int:
-    """Parse an ISO 8601 timestamp with a timezone into epoch micros; naive times are refused."""
+    """Parse an ISO 8601 timestamp with a timezone into epoch micros; naive times are refused, and
+    so are instants outside INSTANT_US_MIN..INSTANT_US_MAX."""
     from creditgate.errors import InvalidInput
 
     if not isinstance(text, str):
@@ -78,4 +86,10 @@ def parse_iso(text: str, *, field: str = "time") -> int:
         raise InvalidInput(f"{field}: {text!r} is not an ISO 8601 timestamp", param=field) from None
     if moment.tzinfo is None:
         raise InvalidInput(f"{field}: {text!r} has no timezone (add Z or +00:00)", param=field)
-    return to_us(moment)
+    # Checked in UTC: a date that is valid as written can leave datetime's range once its offset
+    # is applied, and would then fail every later read of the stored value.
+    micros = to_us(moment)
+    if not INSTANT_US_MIN <= micros <= INSTANT_US_MAX:
+        raise InvalidInput(f"{field}: {text!r} is out of range (from {iso(INSTANT_US_MIN)} "
+                           f"to {iso(INSTANT_US_MAX)})", param=field)
+    return micros

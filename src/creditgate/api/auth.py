@@ -45,6 +45,18 @@ class Principal:
         """The namespace of this caller's idempotency keys."""
         return "admin" if self.org_id is None else self.org_id
 
+    @property
+    def budget_subjects(self) -> tuple[str, ...]:
+        """The budgets this caller's spending counts against: its key's and its project's (the
+        same as the gateway's ``budget_subjects``). An admin acts for no key of the organization,
+        so no budget of it applies."""
+        if self.is_admin:
+            return ()
+        subjects = [f"key:{self.key_id}"]
+        if self.project_id is not None:
+            subjects.append(f"project:{self.project_id}")
+        return tuple(subjects)
+
 
 class _KeyCache:
     def __init__(self) -> None:

@@ -12,7 +12,16 @@ from pydantic import Field
 
 from creditgate.api.auth import Caller, require_admin, require_org
 from creditgate.api.common import blocking, credits_in, services_of, time_in
-from creditgate.api.schemas import Amount, Name, OrgId, ResourceId, Strict, Timestamp
+from creditgate.api.schemas import (
+    ID_PATTERN,
+    TEXT_PATTERN,
+    Amount,
+    Name,
+    OrgId,
+    ResourceId,
+    Strict,
+    Timestamp,
+)
 from creditgate.billing.render import to_csv, to_html
 from creditgate.billing.service import Billing
 from creditgate.billing.signing import verify_document
@@ -28,7 +37,7 @@ def billing_of(request: Request) -> Billing:
 
 class CycleSet(Strict):
     kind: Literal["monthly", "days"] = "monthly"
-    timezone: Annotated[str, Field(max_length=64)] | None = None
+    timezone: Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)] | None = None
     anchor_day: Annotated[int, Field(ge=1, le=31)] = 1
     length_days: Annotated[int, Field(ge=1, le=366)] = 30
     late_grace_s: Annotated[int, Field(ge=0)] | None = None
@@ -67,14 +76,14 @@ class TopUpSet(Strict):
 
 
 class PaymentConfirm(Strict):
-    provider_ref: Annotated[str, Field(max_length=200)] | None = None
+    provider_ref: Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN)] | None = None
 
 
 class TrainingJobCreate(Strict):
     model: Name
-    dataset_ref: Annotated[str, Field(min_length=1, max_length=500)]
+    dataset_ref: Annotated[str, Field(min_length=1, max_length=500, pattern=TEXT_PATTERN)]
     credits_per_gpu_hour: Amount
-    project_id: Annotated[str, Field(max_length=64)] | None = None
+    project_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
 
 
 class TrainingReport(Strict):

@@ -7,10 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from creditgate.api import keystore
 from creditgate.api.auth import Caller, require_org
 from creditgate.api.common import blocking, credits_in, services_of
 from creditgate.api.schemas import Amount, OrgId, Strict
+from creditgate.bootstrap import Services
 from creditgate.clock import iso
+from creditgate.errors import Forbidden, NotFound
 from creditgate.ledger.credits import format_amount
 from creditgate.ledger.records import Budget
 
@@ -36,11 +39,31 @@ def budget_dict(budget: Budget) -> dict[str, Any]:
 async def set_budget(org_id: OrgId, body: BudgetSet, principal: Caller, request: Request) -> dict[str, Any]:
     """Create or change the budget of one project or key (admin, or an org key with ``manage``)."""
     require_org(principal, org_id, "manage")
-    ledger = services_of(request).ledger
+    services = services_of(request)
+    if principal.project_id is not None:
+        await blocking(_require_within_project, services, principal.project_id, org_id, body.subject)
+    ledger = services.ledger
     result = await blocking(ledger.set_budget, org_id, body.subject, credits_in(body.cap, "cap", allow_zero=True),
                             mode=body.mode, period=body.period)
     found = await blocking(ledger.list_budgets, org_id)
     return budget_dict(next(b for b in found if b.id == result["budget_id"]))
+
+
+def _require_within_project(services: Services, project_id: str, org_id: str, subject: str) -> None:
+    """A project-scoped key budgets only its project and that project's keys; otherwise 403, as
+    for creating a key outside its project. An unknown key id gets the same answer, so that the
+    answer tells nothing of the keys outside the project."""
+    kind, _, subject_id = subject.partition(":")
+    if kind == "project":
+        allowed = subject_id == project_id
+    else:
+        try:
+            allowed = keystore.get_key(services, org_id, subject_id).project_id == project_id
+        except NotFound:
+            allowed = False
+    if not allowed:
+        raise Forbidden("this key may only set budgets for its own project and its keys",
+                        param="subject")
 
 
 @router.get("/orgs/{org_id}/budgets")

@@ -111,13 +111,18 @@ def archive_bundle(services: Services, bundle_id: str) -> dict[str, Any]:
 
 def purchase(services: Services, org_id: str, bundle_id: str, payment_reference: str,
              quantity: int = 1) -> tuple[bool, dict[str, Any]]:
-    """Buy a bundle; answer (created, purchase). A repeated reference answers the first purchase."""
+    """Buy a bundle; answer (created, purchase). A repeated reference answers the first purchase
+    when it asks for the same bundle and quantity, and is refused otherwise."""
     services.ledger.get_org(org_id)
     earlier = _find_purchase(services, org_id, payment_reference)
     if earlier is not None:
         if earlier["bundle_id"] != bundle_id:
             raise IdempotencyConflict(f"payment_reference {payment_reference!r} was already used "
                                       "for another bundle", param="payment_reference")
+        earlier_quantity = _purchased_quantity(services, org_id, earlier)
+        if earlier_quantity != quantity:
+            raise IdempotencyConflict(f"payment_reference {payment_reference!r} was already used "
+                                      f"for a quantity of {earlier_quantity}", param="payment_reference")
         return False, earlier
     bundle, active = get_bundle(services, bundle_id)
     if not active:
@@ -157,6 +162,14 @@ def _find_purchase(services: Services, org_id: str, reference: str) -> dict[str,
         row = connection.execute(select(api_purchases).where(
             (api_purchases.c.org_id == org_id) & (api_purchases.c.payment_reference == reference))).first()
     return _purchase_dict(row) if row is not None else None
+
+
+def _purchased_quantity(services: Services, org_id: str, found: dict[str, Any]) -> int:
+    """The quantity a purchase was made for. The purchase row does not keep it, but its paid
+    grant (always the first) carries it in the metadata :func:`purchase_grants` writes."""
+    paid = services.ledger.get_grant(org_id, found["grant_ids"][0])
+    quantity = orjson.loads(paid.metadata).get("quantity", 1) if paid.metadata else 1
+    return int(quantity)
 
 
 def _purchase_dict(row: Any) -> dict[str, Any]:

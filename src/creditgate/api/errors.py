@@ -58,11 +58,20 @@ async def _validation_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     problems = error.errors()
     first = problems[0] if problems else {}
+    if first.get("type") == "json_invalid":
+        # Its location is ("body", <character offset>): the offset belongs in the message, since
+        # clients read ``param`` as a field name. ``body`` is what /events names too.
+        location = first.get("loc", ())
+        offset = location[1] if len(location) > 1 else None
+        reason = (first.get("ctx") or {}).get("error")
+        detail = f": {reason}" if reason else ""
+        where = f" at character {offset}" if isinstance(offset, int) else ""
+        return json_error(422, error_body("invalid_request_error",
+                                          f"the request body is not valid JSON{detail}{where}",
+                                          param="body", code="invalid_input"))
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
     param = ".".join(location) or None
     message = f"{param}: {first.get('msg', 'invalid')}" if param else str(first.get("msg", "invalid request"))
-    if first.get("type") == "json_invalid":
-        message = "the request body is not valid JSON"
     return json_error(422, error_body("invalid_request_error", message, param=param,
                                       code="invalid_input"))
 

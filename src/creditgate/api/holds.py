@@ -23,7 +23,8 @@ async def create_hold(org_id: OrgId, body: HoldCreate, principal: Caller, reques
     services = services_of(request)
     operation = services.ledger.reserve_operation(
         org_id, credits_in(body.credits, "credits"), scope=body.scope, ttl_s=body.ttl_s,
-        model=body.model, metadata=body.metadata, idempotency_key=ledger_key(idempotency_key, "hold"))
+        model=body.model, metadata=body.metadata, idempotency_key=ledger_key(idempotency_key, "hold"),
+        budget_subjects=principal.budget_subjects)
 
     async def produce() -> tuple[int, Any]:
         result = await services.ledger.execute_async(operation)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # Printable text without control characters: PostgreSQL refuses NUL in text.
@@ -18,7 +20,21 @@ Amount = Annotated[str, Field(max_length=40, pattern=r"^\s*[+-]?\d+(\.\d+)?\s*$"
 Timestamp = Annotated[str, Field(max_length=64, pattern=TEXT_PATTERN,
                                  description="ISO 8601 with a timezone")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
-Metadata = Annotated[dict[str, Any], Field(max_length=64)]
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what the JSON parser accepts but orjson cannot write back (integers beyond 64 bits,
+    nesting past its recursion limit): the idempotency fingerprint and the ledger both serialize
+    it, and the fingerprint runs before the ledger's own check."""
+    try:
+        orjson.dumps(value)
+    except TypeError as error:
+        raise PydanticCustomError("json_unstorable", "must be JSON the server can store: {reason}",
+                                  {"reason": str(error)}) from None
+    return value
+
+
+Metadata = Annotated[dict[str, Any], Field(max_length=64), AfterValidator(_storable_json)]
 CursorQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")]
 
 
@@ -63,7 +79,7 @@ class GrantCreate(Strict):
 class HoldCreate(Strict):
     credits: Amount
     scope: Literal["inference", "training"] = "inference"
-    ttl_s: Annotated[int, Field(ge=1, le=7 * 86_400)] = 300
+    ttl_s: Annotated[int, Field(ge=1, le=7 * 86_400, strict=True)] = 300
     model: Name | None = None
     metadata: Metadata | None = None
 

@@ -27,8 +27,10 @@ async def get_usage(org_id: OrgId, principal: Caller, request: Request,
     require_org(principal, org_id, "read")
     services = services_of(request)
     await blocking(services.ledger.get_org, org_id)
-    end_us = time_in(end, "end") or services.clock.now_us()
-    start_us = time_in(start, "start") or end_us - RANGE_DEFAULT_DAYS * DAY_US
+    # "is None", not "or": 1970-01-01T00:00:00Z is instant 0, a time the caller gave.
+    given_end, given_start = time_in(end, "end"), time_in(start, "start")
+    end_us = services.clock.now_us() if given_end is None else given_end
+    start_us = end_us - RANGE_DEFAULT_DAYS * DAY_US if given_start is None else given_start
     query = UsageQuery(org_id=org_id, start_us=start_us, end_us=end_us, bucket=bucket,
                        group_by=tuple(part.strip() for part in group_by.split(",") if part.strip()),
                        project_id=principal.project_id)

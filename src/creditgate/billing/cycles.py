@@ -71,10 +71,12 @@ def set_cycle(database: Any, org_id: str, *, kind: str, timezone: str | None, an
     is closed, or else closed statements would no longer line up with the periods."""
     with database.write() as connection:
         current = load_cycle(connection, org_id)
-        tz = timezone or current.spec.timezone
+        # Only None keeps the current value: an empty string is a bad input, refused by the checks.
+        tz = current.spec.timezone if timezone is None else timezone
         check_cycle(kind, tz, anchor_day=anchor_day, length_days=length_days)
         late = LateUsagePolicy(grace_s=current.late_usage.grace_s if late_grace_s is None else late_grace_s,
-                               after_grace=late_after_grace or current.late_usage.after_grace)
+                               after_grace=(current.late_usage.after_grace if late_after_grace is None
+                                            else late_after_grace))
         spec = CycleSpec(kind=kind, timezone=tz, origin_us=current.spec.origin_us,
                          anchor_day=anchor_day, length_days=length_days)
         if spec != current.spec:

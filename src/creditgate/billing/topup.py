@@ -17,6 +17,7 @@ No runaway loops and no double top-ups:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -33,7 +34,11 @@ from creditgate.storage.tables_billing import billing_invoices, billing_topup_ru
 COOLDOWN_S_MAX: Final = 30 * 86_400
 TOPUPS_PER_PERIOD_MAX: Final = 100
 INVOICE_LIST_MAX: Final = 1000
+INVOICE_STATUSES: Final = ("open", "paid", "void")
 MICROS_PER_SECOND: Final = 1_000_000
+PROVIDER_REF_LENGTH_MAX: Final = 200
+# PostgreSQL refuses NUL in text.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +184,8 @@ class TopUps:
         return invoice_dict(row)
 
     def list_invoices(self, org_id: str, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        if status is not None and status not in INVOICE_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(INVOICE_STATUSES)}", param="status")
         query = select(billing_invoices).where(billing_invoices.c.org_id == org_id)
         if status:
             query = query.where(billing_invoices.c.status == status)
@@ -187,7 +194,17 @@ class TopUps:
             return [invoice_dict(row) for row in connection.execute(query)]
 
     def confirm_payment(self, org_id: str, invoice_id: str, *, provider_ref: str | None = None) -> dict[str, Any]:
-        """Mark an invoice paid and grant its credits (once, even when confirmed twice)."""
+        """Mark an invoice paid and grant its credits (once, even when confirmed twice).
+
+        The grant and the invoice update are two transactions (the ledger commits its own), so
+        everything the update could refuse is checked before the grant; should the update still
+        fail, the grant's key (``invoice:<id>``) makes a retried confirmation finish it without
+        granting twice."""
+        if provider_ref is not None and (
+                not isinstance(provider_ref, str) or len(provider_ref) > PROVIDER_REF_LENGTH_MAX
+                or _CONTROL.search(provider_ref)):
+            raise InvalidInput(f"provider_ref must be up to {PROVIDER_REF_LENGTH_MAX} characters without "
+                               "control characters", param="provider_ref")
         invoice = self.get_invoice(org_id, invoice_id)
         if invoice["status"] == "void":
             raise Conflict(f"invoice {invoice_id} is void", param="invoice_id")

@@ -7,10 +7,15 @@ reports never book the same hours twice), then debits it with scope ``training``
 ``training`` and ``any`` grants pay (the ledger's scope matching), then the overdraft allowance.
 When the credits run out, what can be booked is booked, the rest is recorded as unbooked on the
 job, and the answer says ``stop: true``; later reports are still booked as far as possible.
+
+A report whose running total would cost more than one ledger amount can hold is refused before
+the claim, and a claim whose debit then fails is taken back: otherwise the hours would count as
+reported while nothing was booked, and a retried report would find nothing left to book.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from sqlalchemy import insert, select, update
@@ -19,17 +24,23 @@ from creditgate.clock import iso
 from creditgate.errors import InsufficientCredits, InvalidInput, NotFound
 from creditgate.ledger.book import new_id
 from creditgate.ledger.credits import (
+    MICROS_MAX,
     MICROS_PER_UNIT,
+    UNITS_MAX,
     check_micros,
     divide_round_half_up,
     format_amount,
 )
 from creditgate.ledger.service import check_name
+from creditgate.storage.schema import projects
 from creditgate.storage.tables_billing import training_jobs
 
 DATASET_REF_LENGTH_MAX: Final = 500
 GPU_MICRO_HOURS_MAX: Final = 10**15
 JOBS_LIST_MAX: Final = 1000
+# PostgreSQL refuses NUL in text, and a reference is shown back in listings and statements.
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_PROJECT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def job_dict(row: Any) -> dict[str, Any]:
@@ -53,6 +64,10 @@ class TrainingJobs:
         model = check_name(model, field="model")
         if not isinstance(dataset_ref, str) or not 0 < len(dataset_ref.strip()) <= DATASET_REF_LENGTH_MAX:
             raise InvalidInput(f"dataset_ref must be 1 to {DATASET_REF_LENGTH_MAX} characters", param="dataset_ref")
+        if _CONTROL.search(dataset_ref.strip()):
+            raise InvalidInput("dataset_ref must not contain control characters", param="dataset_ref")
+        if project_id is not None and (not isinstance(project_id, str) or not _PROJECT_ID.fullmatch(project_id)):
+            raise InvalidInput("project_id must be a project id such as prj_...", param="project_id")
         check_micros(credits_per_gpu_hour, field="credits_per_gpu_hour", allow_zero=False)
         org = self.ledger.get_org(org_id)
         if self.ledger.balance(org_id, scope="training").available <= 0 and org.overdraft_limit <= org.debt_total:
@@ -62,6 +77,10 @@ class TrainingJobs:
         now = self.clock.now_us()
         job_id = new_id("trj")
         with self.database.write() as connection:
+            # Statements attribute training usage to the job's project, so it must be one of the org's.
+            if project_id is not None and connection.execute(select(projects.c.id).where(
+                    (projects.c.id == project_id) & (projects.c.org_id == org_id))).first() is None:
+                raise NotFound(f"project {project_id} not found", param="project_id")
             connection.execute(insert(training_jobs).values(
                 id=job_id, org_id=org_id, project_id=project_id, model=model, dataset_ref=dataset_ref.strip(),
                 credits_per_gpu_hour=credits_per_gpu_hour, status="running", created_at_us=now,
@@ -91,7 +110,11 @@ class TrainingJobs:
         delta, previous_total, model = self._claim(org_id, job_id, gpu_micro_hours_total)
         booked = unbooked = 0
         if delta > 0:
-            booked, unbooked = self._book(org_id, job_id, model, delta, gpu_micro_hours_total)
+            try:
+                booked, unbooked = self._book(org_id, job_id, model, delta, gpu_micro_hours_total)
+            except BaseException:
+                self._unclaim(job_id, previous_total, gpu_micro_hours_total)
+                raise
             now = self.clock.now_us()
             values: dict[str, Any] = {"credits_booked": training_jobs.c.credits_booked + booked,
                                       "credits_unbooked": training_jobs.c.credits_unbooked + unbooked,
@@ -127,6 +150,12 @@ class TrainingJobs:
             if total <= row.gpu_hours_reported:
                 return 0, row.gpu_hours_reported, row.model
             rate = row.credits_per_gpu_hour
+            # Checked on the running total, not the increment: the job's booked and unbooked sums
+            # then stay within one ledger amount, far from the 64-bit columns' limit.
+            if divide_round_half_up(total * rate, MICROS_PER_UNIT) > MICROS_MAX:
+                raise InvalidInput(
+                    f"gpu_hours: {format_amount(total)} GPU-hours at {format_amount(rate)} credits each "
+                    f"would cost more than the maximum of {UNITS_MAX} credits", param="gpu_hours")
             delta = (divide_round_half_up(total * rate, MICROS_PER_UNIT)
                      - divide_round_half_up(row.gpu_hours_reported * rate, MICROS_PER_UNIT))
             claimed = connection.execute(update(training_jobs).where(
@@ -134,6 +163,13 @@ class TrainingJobs:
                 .values(gpu_hours_reported=total, reports=row.reports + 1,
                         updated_at_us=self.clock.now_us())).rowcount
             return (delta if claimed else 0), row.gpu_hours_reported, row.model
+
+    def _unclaim(self, job_id: str, previous_total: int, total: int) -> None:
+        """Give back a claim whose debit failed, unless a later report has moved past it."""
+        with self.database.write() as connection:
+            connection.execute(update(training_jobs).where(
+                (training_jobs.c.id == job_id) & (training_jobs.c.gpu_hours_reported == total))
+                .values(gpu_hours_reported=previous_total, reports=training_jobs.c.reports - 1))
 
     def _book(self, org_id: str, job_id: str, model: str, amount: int, total: int) -> tuple[int, int]:
         """Debit ``amount``, or as much of it as the training credits and overdraft allow."""

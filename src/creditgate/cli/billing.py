@@ -12,6 +12,7 @@ import orjson
 import typer
 
 from creditgate.billing.service import Billing
+from creditgate.billing.topup import INVOICE_STATUSES
 from creditgate.cli.common import DB_OPTION, JSON_OPTION, amount, instant, print_json, services
 from creditgate.errors import InvalidInput
 
@@ -190,7 +191,10 @@ def topup_check(org: str, db: str | None = DB_OPTION) -> None:
 
 
 @invoice_app.command("list")
-def invoice_list(org: str, status: str | None = typer.Option(None), db: str | None = DB_OPTION) -> None:
+def invoice_list(org: str, status: str | None = typer.Option(None, help="open, paid or void"),
+                 db: str | None = DB_OPTION) -> None:
+    if status is not None and status not in INVOICE_STATUSES:
+        raise InvalidInput(f"--status must be one of {', '.join(INVOICE_STATUSES)}", param="status")
     with services(db) as built:
         show(billing_of(built).topups.list_invoices(org_id_of(built, org), status=status))
 

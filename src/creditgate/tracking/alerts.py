@@ -40,6 +40,9 @@ DAYS_MAX: Final = 365
 HYSTERESIS_PERCENT_DEFAULT: Final = 10
 ALERT_LIST_MAX: Final = 500
 MICROS: Final = 1_000_000
+PARAM_NAMES: Final = {"available_below": ("credits",), "budget_used": ("subject", "percent"),
+                      "depletion_within": ("days",), "expiring_waste": ("days", "credits"),
+                      "spend_spike": ("factor",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,11 @@ def check_params(kind: str, params: Any) -> dict[str, Any]:
         raise InvalidInput(f"kind must be one of {', '.join(RULE_KINDS)}", param="kind")
     if not isinstance(params, dict):
         raise InvalidInput("params must be an object", param="params")
+    # Refused rather than dropped: a misspelt key would otherwise leave a rule on its default.
+    for key in params:
+        if key not in PARAM_NAMES[kind]:
+            raise InvalidInput(f"params.{key}: unknown for a {kind} rule (it takes "
+                               f"{', '.join(PARAM_NAMES[kind])})", param=f"params.{key}")
     try:
         if kind == "available_below":
             return {"credits": format_amount(parse_amount(params.get("credits", ""), field="credits"))}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from creditgate.api.auth import Caller, require_org
 from creditgate.api.common import blocking, services_of
-from creditgate.api.schemas import OrgId, ResourceId
+from creditgate.api.schemas import TEXT_PATTERN, OrgId, ResourceId
 from creditgate.errors import Unauthorized
 from creditgate.tracking.metrics import GatewayHttpMetrics, metrics
 from creditgate.tracking.service import Tracking, get_tracking
@@ -38,9 +38,10 @@ class RuleCreate(_Strict):
 
 
 class EndpointCreate(_Strict):
-    url: Annotated[str, Field(min_length=1, max_length=500)]
-    event_types: Annotated[list[Annotated[str, Field(max_length=40)]], Field(min_length=1, max_length=20)] | None = None
-    description: Annotated[str, Field(max_length=200)] = ""
+    url: Annotated[str, Field(min_length=1, max_length=500, pattern=TEXT_PATTERN)]
+    event_types: Annotated[list[Annotated[str, Field(max_length=40, pattern=TEXT_PATTERN)]],
+                           Field(min_length=1, max_length=20)] | None = None
+    description: Annotated[str, Field(max_length=200, pattern=TEXT_PATTERN)] = ""
 
 
 class Rotate(_Strict):

@@ -90,8 +90,14 @@ def start_server(services: Services, **app_options: Any) -> tuple[uvicorn.Server
 
 @pytest.fixture
 def server(database_url: str, clock: ManualClock) -> Iterator[Server]:
+    yield from serve_api(database_url, clock)
+
+
+def serve_api(database_url: str, clock: ManualClock, *, sample_pricing: bool = True) -> Iterator[Server]:
+    """The REST API on a real server over ``database_url``, with an admin key (for fixtures)."""
     services = bootstrap(database_url, clock=clock)
-    services.extras["pricing"] = sample_engine(clock)
+    if sample_pricing:
+        services.extras["pricing"] = sample_engine(clock)
     _, admin_key = keystore.create_key(services, kind="admin", name="tests")
     uvicorn_server, thread, base_url = start_server(services)
     try:
