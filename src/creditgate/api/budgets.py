@@ -41,7 +41,7 @@ async def set_budget(org_id: OrgId, body: BudgetSet, principal: Caller, request:
     require_org(principal, org_id, "manage")
     services = services_of(request)
     if principal.project_id is not None:
-        await blocking(_require_within_project, services, principal.project_id, org_id, body.subject)
+        await blocking(_require_within_project, services, principal, org_id, body.subject)
     ledger = services.ledger
     result = await blocking(ledger.set_budget, org_id, body.subject, credits_in(body.cap, "cap", allow_zero=True),
                             mode=body.mode, period=body.period)
@@ -49,20 +49,20 @@ async def set_budget(org_id: OrgId, body: BudgetSet, principal: Caller, request:
     return budget_dict(next(b for b in found if b.id == result["budget_id"]))
 
 
-def _require_within_project(services: Services, project_id: str, org_id: str, subject: str) -> None:
-    """A project-scoped key budgets only its project and that project's keys; otherwise 403, as
-    for creating a key outside its project. An unknown key id gets the same answer, so that the
-    answer tells nothing of the keys outside the project."""
+def _require_within_project(services: Services, principal: Any, org_id: str, subject: str) -> None:
+    """A project-scoped key budgets only the other keys of its project: its project's cap and its
+    own are set from outside (an org-wide key or an admin), or a team could lift the cap it was
+    given. Otherwise 403, as for creating a key outside its project. An unknown key id gets the
+    same answer, so that the answer tells nothing of the keys outside the project."""
     kind, _, subject_id = subject.partition(":")
-    if kind == "project":
-        allowed = subject_id == project_id
-    else:
+    allowed = False
+    if kind == "key" and subject_id != principal.key_id:
         try:
-            allowed = keystore.get_key(services, org_id, subject_id).project_id == project_id
+            allowed = keystore.get_key(services, org_id, subject_id).project_id == principal.project_id
         except NotFound:
             allowed = False
     if not allowed:
-        raise Forbidden("this key may only set budgets for its own project and its keys",
+        raise Forbidden("a project key may set budgets only for the other keys of its project",
                         param="subject")
 
 
