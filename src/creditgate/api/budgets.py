@@ -69,5 +69,12 @@ def _require_within_project(services: Services, principal: Any, org_id: str, sub
 @router.get("/orgs/{org_id}/budgets")
 async def list_budgets(org_id: OrgId, principal: Caller, request: Request) -> dict[str, Any]:
     require_org(principal, org_id, "read")
-    found = await blocking(services_of(request).ledger.list_budgets, org_id)
+    services = services_of(request)
+    found = await blocking(services.ledger.list_budgets, org_id)
+    if principal.project_id is not None:
+        # A project-scoped key sees its project's budget and its keys' only.
+        keys = await blocking(keystore.list_keys, services, org_id)
+        visible = {f"project:{principal.project_id}"} | {
+            f"key:{key.id}" for key in keys if key.project_id == principal.project_id}
+        found = [budget for budget in found if budget.subject in visible]
     return {"data": [budget_dict(budget) for budget in found]}

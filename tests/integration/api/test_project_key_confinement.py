@@ -100,3 +100,22 @@ def test_a_project_key_sets_budgets_only_for_the_other_keys_of_its_project(serve
         # An org-wide manage key is not confined.
         answer = ops.put(budgets, json={"subject": f"project:{org.p2}", "cap": "0"})
         assert answer.status_code == 200, answer.text
+
+
+def test_a_project_key_sees_only_its_projects_budgets_and_project_and_creates_none(server: Server) -> None:
+    org = _org(server)
+    budgets, projects = f"{API}/orgs/{org.id}/budgets", f"{API}/orgs/{org.id}/projects"
+    with server.client(org.ops) as ops:
+        for subject in (f"project:{org.p1}", f"project:{org.p2}", f"key:{org.sibling_id}",
+                        f"key:{org.other_id}", f"key:{org.ops_id}"):
+            assert ops.put(budgets, json={"subject": subject, "cap": "5"}).status_code == 200
+    with server.client(org.mine) as mine:
+        seen = {budget["subject"] for budget in mine.get(budgets).json()["data"]}
+        assert seen == {f"project:{org.p1}", f"key:{org.sibling_id}"}
+        assert [project["id"] for project in mine.get(projects).json()["data"]] == [org.p1]
+        assert mine.get(f"{projects}/{org.p1}").status_code == 200
+        assert mine.get(f"{projects}/{org.p2}").status_code == 404
+        refused = mine.post(projects, json={"name": "p3"})
+        assert refused.status_code == 403, refused.text
+    with server.client(org.ops) as ops:
+        assert len(ops.get(projects).json()["data"]) == 2  # nothing was created
