@@ -235,8 +235,10 @@ async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
     sent as is, is checked before anything is read."""
     length = response.content_length
     encoded = response.headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
-    if length is not None and length > ANSWER_BYTES_MAX and not encoded:
-        raise _answer_too_large()
+    if length is not None and not encoded:
+        if length > ANSWER_BYTES_MAX:
+            raise _answer_too_large()
+        return await response.read()  # as declared: the common case, read at once
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_any():
