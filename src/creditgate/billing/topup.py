@@ -218,10 +218,15 @@ class TopUps:
                                   effective_at_us=row.created_at_us,
                                   idempotency_key=f"invoice:{invoice_id}")
         with self.database.write() as connection:
-            connection.execute(update(billing_invoices).where(
+            changed = connection.execute(update(billing_invoices).where(
                 (billing_invoices.c.id == invoice_id) & (billing_invoices.c.status == "open"))
                 .values(status="paid", paid_at_us=self.clock.now_us(), grant_id=grant["grant_id"],
-                        provider_ref=provider_ref))
+                        provider_ref=provider_ref)).rowcount
+        if not changed and self.get_invoice(org_id, invoice_id)["status"] == "void":
+            # Voided between the check above and this update (another request): the credits
+            # granted meanwhile must not outlive their invoice.
+            self.ledger.void_grant(org_id, grant["grant_id"], idempotency_key=f"invoice-void:{invoice_id}")
+            raise Conflict(f"invoice {invoice_id} was voided while it was being confirmed", param="invoice_id")
         return self.get_invoice(org_id, invoice_id)
 
     def void_invoice(self, org_id: str, invoice_id: str) -> dict[str, Any]:

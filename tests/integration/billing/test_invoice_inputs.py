@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from creditgate.bootstrap import bootstrap
 from creditgate.cli.main import app
 from creditgate.clock import ManualClock
-from creditgate.errors import InvalidInput
+from creditgate.errors import Conflict, InvalidInput
 from tests.integration.billing.helpers import credits
 
 
@@ -70,3 +70,31 @@ def test_the_cli_says_so_in_one_line(org_db: tuple[str, str]) -> None:
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0 and "--status" in done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_an_invoice_voided_while_it_is_being_confirmed_keeps_no_credits(org_db: tuple[str, str]) -> None:
+    """Confirmation grants first and marks the invoice paid after (two transactions): a void
+    landing in between must take the credits back, not leave them on a void invoice."""
+    db, org_id = org_db
+    services = bootstrap(db, clock=ManualClock())
+    try:
+        topups = services.extras["billing"].topups
+        invoice = topups.create_invoice(org_id, credits=credits("10"), price=credits("1"), idempotency_key="buy-2")
+        grant = services.ledger.grant
+
+        def grant_then_void(*args: object, **kwargs: object) -> object:
+            granted = grant(*args, **kwargs)  # type: ignore[arg-type]
+            topups.void_invoice(org_id, invoice["id"])  # another request, just in between
+            return granted
+
+        services.ledger.grant = grant_then_void  # type: ignore[method-assign]
+        with pytest.raises(Conflict, match="voided while"):
+            topups.confirm_payment(org_id, invoice["id"], provider_ref="pay_2")
+        services.ledger.grant = grant  # type: ignore[method-assign]
+        assert topups.get_invoice(org_id, invoice["id"])["status"] == "void"
+        assert services.ledger.balance(org_id).available == 0
+        with pytest.raises(Conflict, match="void"):  # and a retried confirmation grants nothing
+            topups.confirm_payment(org_id, invoice["id"], provider_ref="pay_2")
+        assert services.ledger.balance(org_id).available == 0
+    finally:
+        services.close()
