@@ -22,6 +22,7 @@ from creditgate.errors import Conflict, IdempotencyConflict, NotFound
 from creditgate.ledger.book import new_id
 from creditgate.ledger.credits import format_amount
 from creditgate.pricing.bundles import Bundle, RolloverPolicy, parse_bundle, purchase_grants
+from creditgate.storage import ledger_store
 from creditgate.storage.tables_api import api_bundles, api_purchases
 
 
@@ -127,14 +128,20 @@ def purchase(services: Services, org_id: str, bundle_id: str, payment_reference:
     bundle, active = get_bundle(services, bundle_id)
     if not active:
         raise Conflict(f"bundle {bundle_id} is archived", param="bundle_id")
-    now = services.clock.now_us()
     reference_hash = hashlib.sha256(payment_reference.encode()).hexdigest()[:40]
-    specs = purchase_grants(bundle, now, quantity=quantity, reference=payment_reference)
-    grant_ids = []
-    for part, spec in zip(("paid", "bonus"), specs.grants, strict=False):
-        result = services.ledger.grant(org_id, idempotency_key=f"purchase:{reference_hash}:{part}",
-                                       **spec.ledger_kwargs())
-        grant_ids.append(result["grant_id"])
+    # A purchase whose grants were made but whose row was not (a crash in between, or a duplicate
+    # racing this one) is finished with the same inputs, so that its grants replay: same time.
+    paid_key = f"purchase:{reference_hash}:paid"
+    now = _granted_at(services, org_id, paid_key) or services.clock.now_us()
+    try:
+        grant_ids = _grant_purchase(services, org_id, bundle, now, quantity, payment_reference, reference_hash)
+    except IdempotencyConflict:
+        # A duplicate running at the same moment booked the grants first, at its own time.
+        earlier = _granted_at(services, org_id, paid_key)
+        if earlier is None or earlier == now:
+            raise
+        now = earlier
+        grant_ids = _grant_purchase(services, org_id, bundle, now, quantity, payment_reference, reference_hash)
     record = {"id": new_id("pur"), "org_id": org_id, "bundle_id": bundle_id,
               "payment_reference": payment_reference, "price": bundle.price * quantity,
               "currency": bundle.currency, "grant_ids": orjson.dumps(grant_ids).decode(),
@@ -147,6 +154,24 @@ def purchase(services: Services, org_id: str, bundle_id: str, payment_reference:
     found = _find_purchase(services, org_id, payment_reference)
     assert found is not None
     return True, found
+
+
+def _grant_purchase(services: Services, org_id: str, bundle: Bundle, now: int, quantity: int,
+                    payment_reference: str, reference_hash: str) -> list[str]:
+    specs = purchase_grants(bundle, now, quantity=quantity, reference=payment_reference)
+    return [services.ledger.grant(org_id, idempotency_key=f"purchase:{reference_hash}:{part}",
+                                  **spec.ledger_kwargs())["grant_id"]
+            for part, spec in zip(("paid", "bonus"), specs.grants, strict=False)]
+
+
+def _granted_at(services: Services, org_id: str, idempotency_key: str) -> int | None:
+    """When the grant booked under ``idempotency_key`` took effect, if one was booked."""
+    with services.database.read() as connection:
+        replay = ledger_store.find_replays(connection, [(org_id, idempotency_key)]).get((org_id, idempotency_key))
+    if replay is None:
+        return None
+    grant_id = orjson.loads(replay.result).get("grant_id")
+    return services.ledger.get_grant(org_id, grant_id).effective_at_us if grant_id else None
 
 
 def list_purchases(services: Services, org_id: str) -> list[dict[str, Any]]:
