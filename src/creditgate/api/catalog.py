@@ -137,10 +137,10 @@ def purchase(services: Services, org_id: str, bundle_id: str, payment_reference:
         grant_ids = _grant_purchase(services, org_id, bundle, now, quantity, payment_reference, reference_hash)
     except IdempotencyConflict:
         # A duplicate running at the same moment booked the grants first, at its own time.
-        earlier = _granted_at(services, org_id, paid_key)
-        if earlier is None or earlier == now:
+        booked_at = _granted_at(services, org_id, paid_key)
+        if booked_at is None or booked_at == now:
             raise
-        now = earlier
+        now = booked_at
         grant_ids = _grant_purchase(services, org_id, bundle, now, quantity, payment_reference, reference_hash)
     record = {"id": new_id("pur"), "org_id": org_id, "bundle_id": bundle_id,
               "payment_reference": payment_reference, "price": bundle.price * quantity,
