@@ -5,8 +5,10 @@ tokens are the words of the prompt plus 3 per message. Directives in the prompt 
 ``#error500`` (a 500 answer), ``#overreport`` (usage far above max_tokens), ``#slow`` (sleeps
 past short timeouts), ``#cut`` (the stream stops after two chunks without [DONE] or usage),
 ``#crash`` (the stream breaks off after two chunks: the connection drops mid-answer),
-``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks), ``#cookie`` (the
-answer sets a cookie; the request's own ``cookie`` header is appended to ``cookies_seen``),
+``#drip`` (5 ms between stream chunks), ``#linger`` (1 s between stream chunks), ``#lengthy``
+(LENGTHY_REPLY_TOKENS words instead of ``reply_tokens``, still cut at ``max_tokens``; not named
+``#long``, which ``#longline`` contains), ``#cookie`` (the answer sets a cookie; the request's
+own ``cookie`` header is appended to ``cookies_seen``),
 ``#redirect`` (a 307 to the same path, which answers normally), ``#chunked`` (a plain answer sent
 without a content-length), ``#gzip`` (the answer, plain or streamed, is gzip-encoded),
 ``#pad`` (a plain answer carries PAD_BYTES more of padding, which gzip shrinks to about a
@@ -33,6 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 REPLY_TOKENS = 5
+LENGTHY_REPLY_TOKENS = 2000
 PAD_BYTES = 1024 * 1024
 LONG_LINE_BYTES = 4 * 1024 * 1024
 DEEP_LEVELS = 300
@@ -71,12 +74,13 @@ def create_upstream_app(reply_tokens: int = REPLY_TOKENS) -> Starlette:
         if "#slow" in text:
             await asyncio.sleep(1)
         limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10**9
-        count = min(reply_tokens, limit) * (body.get("n") or 1)
+        tokens = LENGTHY_REPLY_TOKENS if "#lengthy" in text else reply_tokens
+        count = min(tokens, limit) * (body.get("n") or 1)
         completion_tokens = count * 50 if "#overreport" in text else count
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
         created = int(time.time())
-        words = [f"tok{i} " for i in range(min(reply_tokens, limit))]
+        words = [f"tok{i} " for i in range(min(tokens, limit))]
         if body.get("stream"):
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
             events = _stream(kind, body["model"], words, usage, include_usage, text, reported)

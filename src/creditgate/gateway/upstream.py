@@ -32,6 +32,12 @@ ERROR_BODY_BYTES_MAX: Final = 64 * 1024
 QUEUE_WAIT_MAX_S: Final = 30.0
 STREAM_LINE_BYTES_MAX: Final = 1024 * 1024
 ANSWER_BYTES_MAX: Final = 256 * 1024 * 1024  # a plain answer (2,048 embeddings of 3,072 floats fit)
+# A stream is relayed line by line, never held, so this bounds the work (reading, parsing,
+# relaying) one upstream can make the gateway do, not its memory: without it an upstream dripping
+# small chunks could push bytes for the whole 30 minutes a stream may run. The plain answer's cap,
+# since a stream carries the same answer: ~230 bytes a chunk puts a 128k-token generation near
+# 30 MiB, and even one with 20 top_logprobs a token (~1.3 KB a chunk) under 200 MiB.
+STREAM_BYTES_MAX: Final = ANSWER_BYTES_MAX
 # What reading an answer can raise besides a timeout. aiohttp reports a body it cannot decode (a
 # corrupt gzip stream) or a stream line longer than its buffer (LineTooLong) as HttpProcessingError,
 # which is not a ClientError; older versions said a line was too long with a ValueError.
@@ -150,7 +156,11 @@ class Upstreams:
     async def stream_lines(self, deployment: Deployment, path: str, body: bytes, *,
                            sent: asyncio.Future[None] | None = None) -> AsyncIterator[bytes]:
         """The upstream's SSE lines. Errors before the first line raise UpstreamFailure.
-        ``sent`` is resolved once the request is on the wire."""
+        ``sent`` is resolved once the request is on the wire.
+
+        A stream that goes past STREAM_BYTES_MAX (inflated bytes, line ends included) ends as one
+        that broke off: UpstreamFailure ``upstream_stream_broken``, the line that crossed the cap
+        not yielded."""
         url, headers, timeout = self._request(deployment, path, stream=True)
         payload = _SentPayload(body, sent)
         try:
@@ -165,16 +175,25 @@ class Upstreams:
                 except _READ_ERRORS as error:
                     raise _transport_failure(deployment, error, reached=True) from None
                 raise _answer_failure(response.status, content, response.headers.get("location"))
+            # Read at call time, not bound at import, so that tests can lower it.
+            size_max = STREAM_BYTES_MAX
+            size = 0
             try:
                 # Lines are read after aiohttp inflates a compressed stream, so its bound on a
-                # line (its buffer's high-water mark) counts inflated bytes; a longer line is
-                # refused as it is read, never held whole.
+                # line (its buffer's high-water mark) and the cap on the whole stream count
+                # inflated bytes; a longer line is refused as it is read, never held whole.
                 async for raw in response.content:
+                    size += len(raw)
+                    if size > size_max:
+                        break
                     line = raw.rstrip(b"\r\n")
                     if line:
                         yield line
             except (*_READ_ERRORS, ValueError) as error:
                 raise _transport_failure(deployment, error, reached=True, mid_stream=True) from None
+            if size > size_max:
+                raise UpstreamFailure(502, f"the upstream of {deployment.name} sent a stream larger than "
+                                           f"{size_max} bytes", code="upstream_stream_broken")
         finally:
             response.release()
 
