@@ -102,3 +102,13 @@ class UpstreamError(CreditgateError):
 class PayloadTooLarge(CreditgateError):
     status = 413
     code = "payload_too_large"
+
+
+class DamagedRow(CreditgateError):
+    """A stored row whose JSON column does not parse: only an edit made outside creditgate (or a
+    bug) can write one. It names the row, so that an operator can find it; ``creditgate verify``
+    reports every such row."""
+
+    status = 500
+    code = "damaged_row"
+    error_type = "api_error"

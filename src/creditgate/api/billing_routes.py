@@ -38,9 +38,9 @@ def billing_of(request: Request) -> Billing:
 class CycleSet(Strict):
     kind: Literal["monthly", "days"] = "monthly"
     timezone: Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)] | None = None
-    anchor_day: Annotated[int, Field(ge=1, le=31)] = 1
-    length_days: Annotated[int, Field(ge=1, le=366)] = 30
-    late_grace_s: Annotated[int, Field(ge=0)] | None = None
+    anchor_day: Annotated[int, Field(ge=1, le=31, strict=True)] = 1
+    length_days: Annotated[int, Field(ge=1, le=366, strict=True)] = 30
+    late_grace_s: Annotated[int, Field(ge=0, strict=True)] | None = None
     late_after_grace: Literal["book_current", "reject"] | None = None
 
 
@@ -53,14 +53,14 @@ class AllowanceCreate(Strict):
     credits: Amount
     scope: Literal["inference", "training", "any"] = "any"
     allow: ModelNames | None = None
-    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
-    expires_after_periods: Annotated[int, Field(ge=1, le=12)] | None = 1
+    priority: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 100
+    expires_after_periods: Annotated[int, Field(ge=1, le=12, strict=True)] | None = 1
     rollover: Rollover | None = None
 
 
 class TrialSet(Strict):
     credits: Amount
-    days: Annotated[int, Field(ge=1, le=90)] = 14
+    days: Annotated[int, Field(ge=1, le=90, strict=True)] = 14
     scope: Literal["inference", "training", "any"] = "inference"
     allow: ModelNames | None = None
 
@@ -70,8 +70,8 @@ class TopUpSet(Strict):
     credits: Amount
     price: Amount
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
-    cooldown_s: Annotated[int, Field(ge=0)] = 3600
-    max_per_period: Annotated[int, Field(ge=1)] = 3
+    cooldown_s: Annotated[int, Field(ge=0, strict=True)] = 3600
+    max_per_period: Annotated[int, Field(ge=1, strict=True)] = 3
     enabled: bool = True
 
 

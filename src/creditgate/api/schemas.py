@@ -38,6 +38,8 @@ Metadata = Annotated[dict[str, Any], Field(max_length=64), AfterValidator(_stora
 CursorQuery = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")]
 
 
+# Integer fields also set strict=True: lax mode would read "10", 10.0 and true as 10, so a
+# client's type mistake would be written instead of refused.
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +69,7 @@ class GrantCreate(Strict):
     credits: Amount
     kind: Literal["purchase", "trial", "promotional", "rollover", "adjustment", "recurring"] = "purchase"
     scope: Literal["inference", "training", "any"] = "any"
-    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    priority: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 100
     effective_at: Timestamp | None = None
     expires_at: Timestamp | None = None
     cost_basis: Amount | None = None
@@ -94,21 +96,21 @@ class BundleBody(Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     credits: Amount
     bonus_credits: Amount = "0"
-    validity_days: Annotated[int, Field(ge=1, le=3_650)] | None = None
+    validity_days: Annotated[int, Field(ge=1, le=3_650, strict=True)] | None = None
     rollover: Annotated[str, Field(max_length=40, pattern=TEXT_PATTERN)] | dict[str, Any] | None = None
     scope: Literal["inference", "training"] = "inference"
-    priority: Annotated[int, Field(ge=0, le=1_000_000)] = 100
+    priority: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 100
     description: Annotated[str, Field(max_length=500, pattern=TEXT_PATTERN)] = ""
 
 
 class PurchaseCreate(Strict):
     bundle_id: Annotated[str, Field(pattern=ID_PATTERN)]
     payment_reference: Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[\x21-\x7e]+$")]
-    quantity: Annotated[int, Field(ge=1, le=1_000)] = 1
+    quantity: Annotated[int, Field(ge=1, le=1_000, strict=True)] = 1
 
 
 class QuoteRequest(Strict):
     model: Name
-    usage: Annotated[dict[str, Annotated[int, Field(ge=0, le=10**15)]], Field(max_length=32)]
+    usage: Annotated[dict[str, Annotated[int, Field(ge=0, le=10**15, strict=True)]], Field(max_length=32)]
     at: Timestamp | None = None
     org_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None

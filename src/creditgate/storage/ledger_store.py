@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from creditgate.errors import CreditgateError
+from creditgate.errors import DamagedRow
 from creditgate.ledger import journal
 from creditgate.ledger.book import Book
 from creditgate.ledger.records import GENESIS_HASH, Budget, Grant, Hold, Org
@@ -32,16 +32,6 @@ def org_from_row(row: Sequence[Any]) -> Org:
     return Org(id=row[0], name=row[1], created_at_us=row[2], overdraft_limit=row[3],
                debt_inference=row[4], debt_training=row[5], chain_seq=row[6],
                chain_head=row[7] or GENESIS_HASH)
-
-
-class DamagedRow(CreditgateError):
-    """A stored row whose JSON column does not parse: only an edit made outside creditgate (or a
-    bug) can write one. It names the row, so that an operator can find it; ``creditgate verify``
-    reports every such row."""
-
-    status = 500
-    code = "damaged_row"
-    error_type = "api_error"
 
 
 # What parsing a JSON column of the wrong shape raises: JSONDecodeError is a ValueError; a value

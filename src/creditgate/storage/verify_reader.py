@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, select, text
 
+from creditgate.errors import DamagedRow
 from creditgate.ledger.records import Budget, Grant, Hold, Org
 from creditgate.ledger.verify import StoredTransaction
 from creditgate.storage import ledger_store
@@ -84,7 +85,7 @@ def _readable(rows: Any, parse: Callable[[Sequence[Any]], _Record], org_id: str 
     for row in rows:
         try:
             record = parse(row)
-        except ledger_store.DamagedRow as error:
+        except DamagedRow as error:
             damaged[row[0]] = owner + error.message
             continue
         wrong = _wrongly_typed(record)

@@ -34,7 +34,7 @@ class _Strict(BaseModel):
 class RuleCreate(_Strict):
     kind: Literal["available_below", "depletion_within", "expiring_waste", "spend_spike"]
     params: Annotated[dict[str, Any], Field(max_length=4)]
-    hysteresis_percent: Annotated[int, Field(ge=0, le=100)] = 10
+    hysteresis_percent: Annotated[int, Field(ge=0, le=100, strict=True)] = 10
 
 
 class EndpointCreate(_Strict):
@@ -45,7 +45,7 @@ class EndpointCreate(_Strict):
 
 
 class Rotate(_Strict):
-    overlap_s: Annotated[int, Field(ge=0, le=7 * 86_400)] = 86_400
+    overlap_s: Annotated[int, Field(ge=0, le=7 * 86_400, strict=True)] = 86_400
 
 
 def tracking_of(request: Request) -> Tracking:
