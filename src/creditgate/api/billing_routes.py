@@ -72,7 +72,7 @@ class TopUpSet(Strict):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     cooldown_s: Annotated[int, Field(ge=0, strict=True)] = 3600
     max_per_period: Annotated[int, Field(ge=1, strict=True)] = 3
-    enabled: bool = True
+    enabled: Annotated[bool, Field(strict=True)] = True  # "true", 1 or "yes" are refused, not read
 
 
 class PaymentConfirm(Strict):

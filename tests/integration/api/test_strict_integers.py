@@ -66,3 +66,16 @@ def test_lax_integers_are_refused_naming_the_field(api: Server, case: Case) -> N
         accepted = admin.request(case.method, base + case.path, json={**case.body, case.field: case.valid})
         assert accepted.status_code in (200, 201), accepted.text
         assert admin.get(base + case.state).json() != before.json()
+
+
+def test_a_lax_boolean_is_refused_naming_the_field(api: Server) -> None:
+    org = api.new_org("strict", credits=None)
+    topup = f"/api/v1/orgs/{org}/billing/topup"
+    settings = {"threshold": "5", "credits": "100", "price": "10"}
+    with api.admin() as admin:
+        for value in ("true", 1, "yes"):
+            answer = admin.put(topup, json={**settings, "enabled": value})
+            assert answer.status_code == 422, (value, answer.text)
+            assert answer.json()["error"]["param"] == "enabled"
+        accepted = admin.put(topup, json={**settings, "enabled": False})
+        assert accepted.status_code == 200, accepted.text
