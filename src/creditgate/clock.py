@@ -10,8 +10,10 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MICROS_PER_SECOND = 1_000_000
+TIMEZONE_LENGTH_MAX: Final = 64
 # The instants a caller may hand in, inclusive: 1970-01-01T00:00:00Z to 8999-12-31T23:59:59.999999Z.
 # datetime stops at year 9999, and the system steps past a stored instant (billing periods of up to
 # a year, rollover expiries a dozen periods on, forecast horizons, timezone shifts), so the last
@@ -93,3 +95,16 @@ def parse_iso(text: str, *, field: str = "time") -> int:
         raise InvalidInput(f"{field}: {text!r} is out of range (from {iso(INSTANT_US_MIN)} "
                            f"to {iso(INSTANT_US_MAX)})", param=field)
     return micros
+
+
+def zone(timezone: str) -> ZoneInfo:
+    """An IANA time zone by name (organizations' and billing cycles' zones)."""
+    from creditgate.errors import InvalidInput
+
+    if not isinstance(timezone, str) or not 0 < len(timezone) <= TIMEZONE_LENGTH_MAX:
+        raise InvalidInput("timezone must be an IANA name such as Europe/Paris", param="timezone")
+    try:
+        return ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown timezone {timezone!r} (use an IANA name such as Europe/Paris)",
+                           param="timezone") from None

@@ -22,6 +22,7 @@ from creditgate.api import keystore
 from creditgate.api.limits import KEY_CACHE_ENTRIES_MAX, KEY_CACHE_TTL_S, RateLimiter
 from creditgate.bootstrap import Services
 from creditgate.errors import Forbidden, RateLimited, Unauthorized
+from creditgate.ledger.budgets import subjects_of
 
 ADMIN_KEY_ENV: Final = "CREDITGATE_ADMIN_KEY"
 ADMIN_ENV_KEY_LENGTH_MIN: Final = 16
@@ -47,15 +48,9 @@ class Principal:
 
     @property
     def budget_subjects(self) -> tuple[str, ...]:
-        """The budgets this caller's spending counts against: its key's and its project's (the
-        same as the gateway's ``budget_subjects``). An admin acts for no key of the organization,
-        so no budget of it applies."""
-        if self.is_admin:
-            return ()
-        subjects = [f"key:{self.key_id}"]
-        if self.project_id is not None:
-            subjects.append(f"project:{self.project_id}")
-        return tuple(subjects)
+        """The budgets this caller's spending counts against (ledger.budgets.subjects_of). An
+        admin acts for no key of the organization, so no budget of it applies."""
+        return () if self.is_admin else subjects_of(self.key_id, self.project_id)
 
 
 class _KeyCache:

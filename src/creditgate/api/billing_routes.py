@@ -12,19 +12,11 @@ from pydantic import Field
 
 from creditgate.api.auth import Caller, require_admin, require_org
 from creditgate.api.common import blocking, credits_in, services_of, time_in
-from creditgate.api.schemas import (
-    ID_PATTERN,
-    TEXT_PATTERN,
-    Amount,
-    Name,
-    OrgId,
-    ResourceId,
-    Strict,
-    Timestamp,
-)
+from creditgate.api.schemas import Amount, Name, OrgId, ResourceId, Strict, Timestamp
 from creditgate.billing.render import to_csv, to_html
 from creditgate.billing.service import Billing
 from creditgate.billing.signing import verify_document
+from creditgate.text import ID_PATTERN, TEXT_PATTERN
 
 router = APIRouter(tags=["billing"])
 Rollover = Annotated[dict[str, Any], Field(max_length=8)]

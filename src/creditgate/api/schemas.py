@@ -9,9 +9,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-# Printable text without control characters: PostgreSQL refuses NUL in text.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+from creditgate.text import ID_PATTERN, TEXT_PATTERN
 
 OrgId = Annotated[str, Path(pattern=ID_PATTERN, description="An organization id")]
 ResourceId = Annotated[str, Path(pattern=ID_PATTERN)]

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from creditgate.api.auth import Caller, require_org
 from creditgate.api.common import blocking, services_of, time_in
-from creditgate.api.schemas import TEXT_PATTERN, OrgId
+from creditgate.api.schemas import OrgId
 from creditgate.clock import iso
+from creditgate.text import TEXT_PATTERN
 from creditgate.usage.queries import DAY_US, UsageQuery, run_query, to_csv, totals_of
 
 router = APIRouter(tags=["usage"])

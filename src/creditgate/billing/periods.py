@@ -13,15 +13,14 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from creditgate.clock import from_us, to_us
+from creditgate.clock import from_us, to_us, zone
 from creditgate.errors import InvalidInput
 
 CYCLE_KINDS: Final = ("monthly", "days")
 ANCHOR_DAY_MAX: Final = 31
 LENGTH_DAYS_MAX: Final = 366
-TIMEZONE_LENGTH_MAX: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +51,6 @@ def check_cycle(kind: str, timezone: str, *, anchor_day: int = 1, length_days: i
         raise InvalidInput(f"anchor_day must be from 1 to {ANCHOR_DAY_MAX}", param="anchor_day")
     if kind == "days" and (isinstance(length_days, bool) or not 1 <= length_days <= LENGTH_DAYS_MAX):
         raise InvalidInput(f"length_days must be from 1 to {LENGTH_DAYS_MAX}", param="length_days")
-
-
-def zone(timezone: str) -> ZoneInfo:
-    if not isinstance(timezone, str) or not 0 < len(timezone) <= TIMEZONE_LENGTH_MAX:
-        raise InvalidInput("timezone must be an IANA name such as Europe/Paris", param="timezone")
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown timezone {timezone!r} (use an IANA name such as Europe/Paris)",
-                           param="timezone") from None
 
 
 def _local_midnight_us(day: date, tz: ZoneInfo) -> int:

@@ -17,7 +17,6 @@ No runaway loops and no double top-ups:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -30,6 +29,7 @@ from creditgate.errors import Conflict, InvalidInput, NotFound
 from creditgate.ledger.book import new_id
 from creditgate.ledger.credits import check_micros, format_amount
 from creditgate.storage.tables_billing import billing_invoices, billing_topup_rules
+from creditgate.text import CONTROL_CHARACTERS
 
 COOLDOWN_S_MAX: Final = 30 * 86_400
 TOPUPS_PER_PERIOD_MAX: Final = 100
@@ -37,8 +37,6 @@ INVOICE_LIST_MAX: Final = 1000
 INVOICE_STATUSES: Final = ("open", "paid", "void")
 MICROS_PER_SECOND: Final = 1_000_000
 PROVIDER_REF_LENGTH_MAX: Final = 200
-# PostgreSQL refuses NUL in text.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +200,7 @@ class TopUps:
         granting twice."""
         if provider_ref is not None and (
                 not isinstance(provider_ref, str) or len(provider_ref) > PROVIDER_REF_LENGTH_MAX
-                or _CONTROL.search(provider_ref)):
+                or CONTROL_CHARACTERS.search(provider_ref)):
             raise InvalidInput(f"provider_ref must be up to {PROVIDER_REF_LENGTH_MAX} characters without "
                                "control characters", param="provider_ref")
         invoice = self.get_invoice(org_id, invoice_id)

@@ -15,7 +15,6 @@ reported while nothing was booked, and a retried report would find nothing left 
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from sqlalchemy import insert, select, update
@@ -34,13 +33,11 @@ from creditgate.ledger.credits import (
 from creditgate.ledger.service import check_name
 from creditgate.storage.schema import projects
 from creditgate.storage.tables_billing import training_jobs
+from creditgate.text import CONTROL_CHARACTERS, IDS
 
 DATASET_REF_LENGTH_MAX: Final = 500
 GPU_MICRO_HOURS_MAX: Final = 10**15
 JOBS_LIST_MAX: Final = 1000
-# PostgreSQL refuses NUL in text, and a reference is shown back in listings and statements.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_PROJECT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def job_dict(row: Any) -> dict[str, Any]:
@@ -64,9 +61,9 @@ class TrainingJobs:
         model = check_name(model, field="model")
         if not isinstance(dataset_ref, str) or not 0 < len(dataset_ref.strip()) <= DATASET_REF_LENGTH_MAX:
             raise InvalidInput(f"dataset_ref must be 1 to {DATASET_REF_LENGTH_MAX} characters", param="dataset_ref")
-        if _CONTROL.search(dataset_ref.strip()):
+        if CONTROL_CHARACTERS.search(dataset_ref.strip()):
             raise InvalidInput("dataset_ref must not contain control characters", param="dataset_ref")
-        if project_id is not None and (not isinstance(project_id, str) or not _PROJECT_ID.fullmatch(project_id)):
+        if project_id is not None and (not isinstance(project_id, str) or not IDS.fullmatch(project_id)):
             raise InvalidInput("project_id must be a project id such as prj_...", param="project_id")
         check_micros(credits_per_gpu_hour, field="credits_per_gpu_hour", allow_zero=False)
         org = self.ledger.get_org(org_id)
@@ -152,12 +149,12 @@ class TrainingJobs:
             rate = row.credits_per_gpu_hour
             # Checked on the running total, not the increment: the job's booked and unbooked sums
             # then stay within one ledger amount, far from the 64-bit columns' limit.
-            if divide_round_half_up(total * rate, MICROS_PER_UNIT) > MICROS_MAX:
+            total_cost = divide_round_half_up(total * rate, MICROS_PER_UNIT)
+            if total_cost > MICROS_MAX:
                 raise InvalidInput(
                     f"gpu_hours: {format_amount(total)} GPU-hours at {format_amount(rate)} credits each "
                     f"would cost more than the maximum of {UNITS_MAX} credits", param="gpu_hours")
-            delta = (divide_round_half_up(total * rate, MICROS_PER_UNIT)
-                     - divide_round_half_up(row.gpu_hours_reported * rate, MICROS_PER_UNIT))
+            delta = total_cost - divide_round_half_up(row.gpu_hours_reported * rate, MICROS_PER_UNIT)
             claimed = connection.execute(update(training_jobs).where(
                 (training_jobs.c.id == job_id) & (training_jobs.c.gpu_hours_reported == row.gpu_hours_reported))
                 .values(gpu_hours_reported=total, reports=row.reports + 1,

@@ -45,6 +45,7 @@ from creditgate.gateway.settlement import ReserveAndSettle, ReserveForRequest, s
 from creditgate.gateway.streaming import DONE_LINE, MeteredStream, StreamMeter
 from creditgate.gateway.upstream import UpstreamFailure
 from creditgate.gateway.usage import UsageRecord, parse_tags
+from creditgate.ledger.budgets import subjects_of
 from creditgate.ledger.credits import MICROS_MAX, format_amount
 from creditgate.ledger.loop_commit import DEFERRED
 from creditgate.tracking.hooks import request_settled, upstream_timer
@@ -121,7 +122,6 @@ class Pipeline:
     _unheld_waiters: dict[str, asyncio.Event]
 
     async def limiter(self) -> Any: ...
-    def _limiter_if_made(self) -> RateLimiter | None: ...
     async def upstreams(self) -> Any: ...
     def authenticate(self, header: str | None) -> Any: ...
 
@@ -476,7 +476,7 @@ class Pipeline:
             # Even when the write fails, the request is over: its concurrency slot must not wait
             # for the limiter's own expiry. Taken now, so that a refusal does not give it back too.
             ticket, call.ticket = call.ticket, None
-            releasing = self._release_started(ticket, tokens_used)
+            releasing = await self._start_release(ticket, tokens_used)
             try:
                 try:
                     if call.joined:
@@ -535,7 +535,7 @@ class Pipeline:
 
     def _commits_on_loop(self) -> bool:
         """Whether this process's ledger commits run on the event loop (see reserve)."""
-        return self._inline_ledger() and self.services.ledger.writer.inline_enabled
+        return self.services.ledger.commits_on_loop(inline=self._inline_ledger())  # type: ignore[no-any-return]
 
     def _may_overlap(self, call: Call) -> bool:
         """Reserve during the forward only for a priced request of a key that this process
@@ -622,19 +622,17 @@ class Pipeline:
 
     async def _release_slot(self, call: Call, tokens_used: int) -> None:
         ticket, call.ticket = call.ticket, None
-        if ticket is not None:
-            limiter = await self.limiter()
-            with anyio.CancelScope(shield=True):
-                await limiter.release(ticket, tokens_used)
+        with anyio.CancelScope(shield=True):
+            await (await self._start_release(ticket, tokens_used))
 
-    def _release_started(self, ticket: Ticket | None, tokens_used: int) -> Awaitable[None]:
+    async def _start_release(self, ticket: Ticket | None, tokens_used: int) -> Awaitable[None]:
         """The release of a request's rate-limit slot, to be awaited. A limiter on another server
         (Redis) has it sent at once, so that its round trip overlaps the charge's commit instead of
         following it; the answer still leaves only after both, so a client's next request never
         finds this one's slot taken."""
-        limiter = self._limiter_if_made()
-        if ticket is None or limiter is None:
+        if ticket is None:
             return _done()
+        limiter: RateLimiter = await self.limiter()
         release = limiter.release(ticket, tokens_used)
         return asyncio.ensure_future(release) if limiter.remote else release
 
@@ -772,10 +770,7 @@ def _items(inputs: Any) -> int:
 
 def budget_subjects(principal: Any) -> tuple[str, ...]:
     """The budgets a request counts against: its key's and its project's, when they have one."""
-    subjects = [f"key:{principal.key_id}"] if principal.key_id else []
-    if principal.project_id:
-        subjects.append(f"project:{principal.project_id}")
-    return tuple(subjects)
+    return subjects_of(principal.key_id, principal.project_id)
 
 
 def relayable_answer(answer: dict[str, Any]) -> bytes:

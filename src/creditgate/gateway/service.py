@@ -51,9 +51,6 @@ class Gateway(Pipeline):
                 self._limiter = MemoryRateLimiter(self.services.clock)
         return self._limiter
 
-    def _limiter_if_made(self) -> RateLimiter | None:
-        return self._limiter
-
     async def upstreams(self) -> Upstreams:
         if self._upstreams is None:
             self._upstreams = Upstreams()

@@ -265,7 +265,7 @@ async def _read_answer(response: aiohttp.ClientResponse) -> bytes:
         if size > ANSWER_BYTES_MAX:
             raise _answer_too_large()
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)  # (one chunk is returned as it is, not copied)
 
 
 def _answer_too_large() -> UpstreamFailure:

@@ -12,6 +12,15 @@ BUDGET_PERIODS: Final = ("day", "month")
 BUDGET_MODES: Final = ("hard", "soft", "off")
 
 
+def subjects_of(key_id: str | None, project_id: str | None) -> tuple[str, ...]:
+    """The budgets that spending by a key counts against: the key's own and its project's. The
+    gateway's requests, REST holds and usage events all count this way."""
+    subjects = [f"key:{key_id}"] if key_id else []
+    if project_id:
+        subjects.append(f"project:{project_id}")
+    return tuple(subjects)
+
+
 def period_start_us(period: str, now_us: int) -> int:
     moment = from_us(now_us)
     if period == "day":

@@ -15,7 +15,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import insert, select
 
-from creditgate.clock import Clock, SystemClock
+from creditgate.clock import Clock, SystemClock, zone
 from creditgate.errors import Conflict, IdempotencyConflict, InvalidInput, NotFound
 from creditgate.ledger import journal
 from creditgate.ledger.book import GrantSpec, new_id
@@ -97,9 +97,14 @@ class Ledger:
         the operations of its current turn itself (see :mod:`creditgate.ledger.loop_commit`);
         otherwise the writer thread does. ``defer_if`` (inline only) may leave the operation
         out when its batch commits: the answer is then ``loop_commit.DEFERRED``."""
-        if inline and self.writer.inline_enabled:
+        if self.commits_on_loop(inline=inline):
             return await self._loop_committer().submit(operation, defer_if=defer_if)
         return await self.writer.submit_async(operation)
+
+    def commits_on_loop(self, *, inline: bool) -> bool:
+        """Whether ``execute_async(inline=inline)`` commits on the caller's event loop (SQLite)
+        rather than on the writer thread."""
+        return inline and self.writer.inline_enabled
 
     def _loop_committer(self) -> LoopCommitter:
         loop = asyncio.get_running_loop()
@@ -111,12 +116,9 @@ class Ledger:
     # -------------------------------------------------------------- organizations
     def create_org(self, name: str, *, overdraft_limit: int = 0, timezone: str = "UTC",
                    idempotency_key: str | None = None, org_id: str | None = None) -> Org:
-        # Billing's own check: statements compute the organization's periods in this zone.
-        from creditgate.billing.periods import zone
-
         name = check_name(name)
         check_micros(overdraft_limit, field="overdraft_limit")
-        zone(timezone)
+        zone(timezone)  # statements compute the organization's billing periods in this zone
         params = {"name": name, "overdraft_limit": overdraft_limit, "timezone": timezone}
         with self.database.write() as connection:
             replay = _replay(connection, "orgs", idempotency_key, "create_org", params)

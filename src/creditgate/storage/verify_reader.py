@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy import Connection, select, text
 
 from creditgate.errors import DamagedRow
@@ -98,54 +98,25 @@ def _readable(rows: Any, parse: Callable[[Sequence[Any]], _Record], org_id: str 
 
 
 def _wrongly_typed(record: Any) -> str | None:
-    """The first field of ``record`` whose value does not have its annotated type, or None."""
-    checks = _CHECKS.get(type(record))
-    if checks is None:
-        hints = typing.get_type_hints(type(record))
-        checks = _CHECKS[type(record)] = tuple((name, _check_of(hints[name])) for name in record._fields)
-    for (name, conforms), value in zip(checks, record, strict=True):
-        if not conforms(value):
-            return name
+    """The first field of ``record`` whose value does not have its annotated type, or None.
+    Strict: a bool is not an int, a list not a tuple."""
+    adapter = _ADAPTERS.get(type(record))
+    if adapter is None:
+        adapter = _ADAPTERS[type(record)] = TypeAdapter(type(record), config=ConfigDict(strict=True))
+    try:
+        adapter.validate_python(record)
+    except ValidationError as error:
+        return str(error.errors()[0]["loc"][0])
     return None
 
 
-# Per record class, a check per field, built once from its annotations: a verify reads every row.
-_CHECKS: dict[type, tuple[tuple[str, Callable[[Any], bool]], ...]] = {}
+# Per record class, built once: a verify reads every row.
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
 
 
 def _hint_name(record: Any, name: str) -> str:
     hint = typing.get_type_hints(type(record))[name]
     return hint.__name__ if isinstance(hint, type) else str(hint)
-
-
-def _check_of(hint: Any) -> Callable[[Any], bool]:
-    """A test of a value against the annotations the ledger's records use: int, str, None,
-    unions, ``frozenset[X]``, ``tuple[X, ...]`` and ``tuple[X, Y]``. A bool is not an int here."""
-    if hint is type(None):
-        return lambda value: value is None
-    if hint is int:
-        return lambda value: type(value) is int
-    if hint is str:
-        return lambda value: isinstance(value, str)
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        others = [arm for arm in arguments if arm is not type(None)]
-        if len(others) == 1 and len(arguments) == 2:  # X | None, by far the most common
-            other = _check_of(others[0])
-            return lambda value: value is None or other(value)
-        arms = [_check_of(arm) for arm in arguments]
-        return lambda value: any(arm(value) for arm in arms)
-    if origin is frozenset:
-        item_check = _check_of(arguments[0])
-        return lambda value: isinstance(value, frozenset) and all(item_check(item) for item in value)
-    if origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis:
-        item_check = _check_of(arguments[0])
-        return lambda value: isinstance(value, tuple) and all(item_check(item) for item in value)
-    if origin is tuple:
-        item_checks = [_check_of(argument) for argument in arguments]
-        return lambda value: (isinstance(value, tuple) and len(value) == len(item_checks)
-                              and all(check(item) for check, item in zip(item_checks, value, strict=True)))
-    raise TypeError(f"verify_reader cannot check values of type {hint}")
 
 
 def schema_problems(connection: Connection) -> list[str]:

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from creditgate.api.auth import Caller, require_org
 from creditgate.api.common import blocking, services_of
-from creditgate.api.schemas import TEXT_PATTERN, OrgId, ResourceId
+from creditgate.api.schemas import OrgId, ResourceId
 from creditgate.errors import Unauthorized
+from creditgate.text import TEXT_PATTERN
 from creditgate.tracking.metrics import GatewayHttpMetrics, metrics
 from creditgate.tracking.service import Tracking, get_tracking
 

@@ -12,7 +12,6 @@ on every attempt and on manual redelivery.
 
 from __future__ import annotations
 
-import re
 import time
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Final
@@ -32,6 +31,7 @@ from creditgate.storage.tables_tracking import (
     tracking_webhook_deliveries,
     tracking_webhook_endpoints,
 )
+from creditgate.text import CONTROL_CHARACTERS
 from creditgate.tracking import signing
 from creditgate.tracking.events import ATTEMPTS_MAX, EVENT_TYPES
 
@@ -47,8 +47,6 @@ ROTATION_OVERLAP_S_MAX: Final = 7 * 24 * 3600
 ERROR_TEXT_MAX: Final = 300
 LIST_LIMIT_MAX: Final = 500
 US: Final = 1_000_000
-# PostgreSQL refuses NUL in text; other control characters have no place in a URL or a label.
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def backoff_s(attempt: int) -> int:
@@ -59,7 +57,7 @@ def backoff_s(attempt: int) -> int:
 def check_url(url: Any) -> str:
     if not isinstance(url, str) or not 1 <= len(url) <= URL_LENGTH_MAX:
         raise InvalidInput(f"url must be 1 to {URL_LENGTH_MAX} characters", param="url")
-    if _CONTROL.search(url):
+    if CONTROL_CHARACTERS.search(url):
         raise InvalidInput("url must not contain control characters", param="url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -104,7 +102,7 @@ class Webhooks:
         """Create an endpoint; the answer carries its secret (also readable by ``manage`` keys)."""
         url = check_url(url)
         types = check_event_types(event_types)
-        if not isinstance(description, str) or _CONTROL.search(description):
+        if not isinstance(description, str) or CONTROL_CHARACTERS.search(description):
             raise InvalidInput("description must be text without control characters", param="description")
         now = self.clock.now_us()
         endpoint_id = new_id("whe")

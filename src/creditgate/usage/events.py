@@ -12,6 +12,7 @@ from typing import Any, Final, NamedTuple
 
 from creditgate.clock import parse_iso
 from creditgate.errors import CreditgateError
+from creditgate.text import CONTROL_CHARACTERS, IDS
 
 EVENT_TYPE: Final = "creditgate.usage"
 SOURCE_LENGTH_MAX: Final = 256
@@ -24,8 +25,6 @@ QUANTITY_MAX: Final = 10**15
 LATENCY_MS_MAX: Final = 86_400_000
 _METER: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TAG_NAME: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_ID_PART: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Rejected(Exception):
@@ -55,7 +54,7 @@ class UsageEvent(NamedTuple):
 
 def _text(event: dict[str, Any], name: str, length_max: int) -> str:
     value = event.get(name)
-    if not isinstance(value, str) or not value or len(value) > length_max or _CONTROL.search(value):
+    if not isinstance(value, str) or not value or len(value) > length_max or CONTROL_CHARACTERS.search(value):
         raise Rejected("invalid_field", f"{name}: required, 1 to {length_max} printable characters")
     return value
 
@@ -72,7 +71,7 @@ def parse_subject(subject: Any) -> tuple[str, str | None, str | None]:
         project_id, rest = rest[1], rest[2:]
     if rest[:1] == ["key"] and len(rest) >= 2:
         key_id, rest = rest[1], rest[2:]
-    if rest or not all(_ID_PART.match(part) for part in (org_id, project_id, key_id) if part is not None):
+    if rest or not all(IDS.match(part) for part in (org_id, project_id, key_id) if part is not None):
         raise Rejected("invalid_field", f"subject: {subject[:80]!r} is not org[/project/<id>][/key/<id>]")
     return org_id, project_id, key_id
 
@@ -117,7 +116,7 @@ def _tags(value: Any) -> dict[str, str]:
             continue
         if not _TAG_NAME.match(name):
             raise Rejected("invalid_field", f"data.tags: {name[:70]!r} is not a tag name")
-        if not isinstance(tag, str) or len(tag) > TAG_VALUE_LENGTH_MAX or _CONTROL.search(tag):
+        if not isinstance(tag, str) or len(tag) > TAG_VALUE_LENGTH_MAX or CONTROL_CHARACTERS.search(tag):
             raise Rejected("invalid_field", f"data.tags.{name}: must be text of at most "
                                             f"{TAG_VALUE_LENGTH_MAX} printable characters")
         _remember(_KNOWN_TAG_NAMES, name)

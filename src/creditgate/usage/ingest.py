@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from creditgate.errors import CreditgateError, InsufficientCredits, NotFound
 from creditgate.ledger.book import new_id
+from creditgate.ledger.budgets import subjects_of
 from creditgate.ledger.credits import format_amount
 from creditgate.ledger.group_commit import apply_batch
 from creditgate.ledger.operations import Debit
@@ -66,20 +67,16 @@ class Caller:
         """The budgets the caller's events count against, as the gateway's requests do: those of
         the key that sent them and of its project (refused by a hard one, like any debit).
         An admin reports for no key of its own, so no budget applies."""
-        subjects = [f"key:{self.key_id}"] if self.key_id else []
-        if self.project_id:
-            subjects.append(f"project:{self.project_id}")
-        return tuple(subjects)
+        return subjects_of(self.key_id, self.project_id)
 
 
 class _Priced:
-    __slots__ = ("budgets", "credits", "event", "index", "message", "reason")
+    __slots__ = ("credits", "event", "index", "message", "reason")
 
-    def __init__(self, index: int, event: UsageEvent, credits: int, budgets: tuple[str, ...]) -> None:
+    def __init__(self, index: int, event: UsageEvent, credits: int) -> None:
         self.index = index
         self.event = event
         self.credits = credits
-        self.budgets = budgets
         self.reason = ""
         self.message = ""
 
@@ -97,9 +94,9 @@ def ingest_batch(database: Database, engine: Any, raw_events: Sequence[Any], *, 
     events = _resolve(database, events, results)
     if billing is not None:
         events = _apply_late_policy(billing, events, results)
-    priced = _price(engine, events, results, caller.budget_subjects)
+    priced = _price(engine, events, results)
     if priced:
-        _commit(database, priced, now_us, results)
+        _commit(database, priced, now_us, results, caller.budget_subjects)
     assert all(result is not None for result in results)
     return results  # type: ignore[return-value]
 
@@ -185,8 +182,8 @@ def _apply_late_policy(billing: Any, events: list[tuple[int, UsageEvent]],
     return kept
 
 
-def _price(engine: Any, events: list[tuple[int, UsageEvent]], results: list[dict[str, Any] | None],
-           budgets: tuple[str, ...]) -> list[_Priced]:
+def _price(engine: Any, events: list[tuple[int, UsageEvent]],
+           results: list[dict[str, Any] | None]) -> list[_Priced]:
     priced = []
     for index, event in events:
         try:
@@ -196,17 +193,17 @@ def _price(engine: Any, events: list[tuple[int, UsageEvent]], results: list[dict
             results[index] = {"id": event.event_id, "source": event.source, "status": "rejected",
                               "reason": reason, "message": error.message}
             continue
-        priced.append(_Priced(index, event, charge.credits, budgets))
+        priced.append(_Priced(index, event, charge.credits))
     return priced
 
 
 def _commit(database: Database, priced: list[_Priced], now_us: int,
-            results: list[dict[str, Any] | None]) -> None:
+            results: list[dict[str, Any] | None], budgets: tuple[str, ...]) -> None:
     for attempt in range(WRITE_RETRIES_MAX):
         outcome: dict[int, dict[str, Any]] = {}
         try:
             with database.write() as connection:
-                _write(connection, priced, now_us, outcome, lock=not database.is_sqlite)
+                _write(connection, priced, now_us, outcome, budgets, lock=not database.is_sqlite)
             break
         except (OperationalError, DBAPIError) as error:
             if attempt + 1 == WRITE_RETRIES_MAX or not _retryable(error):
@@ -217,7 +214,7 @@ def _commit(database: Database, priced: list[_Priced], now_us: int,
 
 
 def _write(connection: Connection, priced: list[_Priced], now_us: int,
-           outcome: dict[int, dict[str, Any]], *, lock: bool) -> None:
+           outcome: dict[int, dict[str, Any]], budgets: tuple[str, ...], *, lock: bool) -> None:
     driver = Driver(connection)
     claimed = _claim(driver, priced, now_us)
     fresh = []
@@ -227,7 +224,7 @@ def _write(connection: Connection, priced: list[_Priced], now_us: int,
         else:
             outcome[item.index] = {"id": item.event.event_id, "source": item.event.source,
                                    "status": "duplicate"}
-    refused = _debit(connection, fresh, now_us, lock=lock)
+    refused = _debit(connection, fresh, now_us, budgets, lock=lock)
     if refused:
         driver.many("DELETE FROM usage_event_keys WHERE org_id = ? AND source = ? AND event_id = ?",
                     [_claim_key(item.event) for item in refused])
@@ -265,20 +262,21 @@ def _claim(driver: Driver, priced: list[_Priced], now_us: int) -> set[tuple[str,
     return {(row[0], row[1], row[2]) for row in rows}
 
 
-def _debit(connection: Connection, fresh: list[_Priced], now_us: int, *, lock: bool) -> list[_Priced]:
-    """Debit ``fresh`` in burn-down order; answer the events refused (with reason and message)."""
-    groups: dict[tuple[str, str, str, tuple[str, ...]], list[_Priced]] = {}
+def _debit(connection: Connection, fresh: list[_Priced], now_us: int, budgets: tuple[str, ...], *,
+           lock: bool) -> list[_Priced]:
+    """Debit ``fresh`` in burn-down order, counted against ``budgets`` (the sender's); answer the
+    events refused (with reason and message)."""
+    groups: dict[tuple[str, str, str], list[_Priced]] = {}
     for item in fresh:
         if item.credits > 0:
-            groups.setdefault((item.event.org_id, item.event.scope, item.event.model, item.budgets),
-                              []).append(item)
+            groups.setdefault((item.event.org_id, item.event.scope, item.event.model), []).append(item)
     if not groups:
         return []
     ref = new_id("usage")
     keys = list(groups)
-    operations = [Debit(org_id, None, amount=sum(item.credits for item in groups[(org_id, scope, model, budgets)]),
+    operations = [Debit(org_id, None, amount=sum(item.credits for item in groups[(org_id, scope, model)]),
                         scope=scope, subjects=(model,), ref=ref, budget_subjects=budgets)
-                  for org_id, scope, model, budgets in keys]
+                  for org_id, scope, model in keys]
     results = apply_batch(connection, list(operations), now_us, lock=lock)
     retry: list[_Priced] = []
     refused: list[_Priced] = []
@@ -289,7 +287,7 @@ def _debit(connection: Connection, fresh: list[_Priced], now_us: int, *, lock: b
             refused.extend(_refuse(item, result) for item in groups[key])
     if retry:
         singles = [Debit(item.event.org_id, None, amount=item.credits, scope=item.event.scope,
-                         subjects=(item.event.model,), ref=ref, budget_subjects=item.budgets)
+                         subjects=(item.event.model,), ref=ref, budget_subjects=budgets)
                    for item in retry]
         for item, result in zip(retry, apply_batch(connection, singles, now_us, lock=lock), strict=True):
             if isinstance(result, BaseException):

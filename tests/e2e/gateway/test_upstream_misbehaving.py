@@ -70,15 +70,20 @@ def test_a_gzip_answer_within_the_cap_is_read_inflated(stack: Stack) -> None:
     assert_nothing_held(stack, org_id, sum(row["credits"] for row in rows))
 
 
-def test_a_gzip_stream_is_relayed_inflated(stack: Stack) -> None:
+def assert_streamed_whole(stack: Stack, content: str) -> None:
+    """The whole reply arrives, charged at the upstream's usage, nothing held."""
     stack.deploy(name="mock-gpt")
     org_id, _, secret = stack.org_with_key("acme", "10")
     chunks = list(stack.openai(secret).chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "hello #gzip"}], max_tokens=5, stream=True,
+        model="mock-gpt", messages=[{"role": "user", "content": content}], max_tokens=5, stream=True,
         stream_options={"include_usage": True}))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "tok0 tok1 tok2 tok3 tok4 "
     [usage] = [c.usage for c in chunks if c.usage is not None]
     assert_nothing_held(stack, org_id, cost(usage.prompt_tokens, usage.completion_tokens))
+
+
+def test_a_gzip_stream_is_relayed_inflated(stack: Stack) -> None:
+    assert_streamed_whole(stack, "hello #gzip")
 
 
 # ====================================================================== streams the gateway cannot relay
@@ -129,14 +134,7 @@ def test_a_chunk_too_deep_to_write_breaks_the_stream_and_its_delta_is_not_charge
 
 
 def test_a_chunk_too_deep_to_write_is_relayed_as_is_when_nothing_needs_rewriting(stack: Stack) -> None:
-    stack.deploy(name="mock-gpt")
-    org_id, _, secret = stack.org_with_key("acme", "10")
-    chunks = list(stack.openai(secret).chat.completions.create(
-        model="mock-gpt", messages=[{"role": "user", "content": "hello #deepchunk"}], max_tokens=5, stream=True,
-        stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "tok0 tok1 tok2 tok3 tok4 "
-    [usage] = [c.usage for c in chunks if c.usage is not None]
-    assert_nothing_held(stack, org_id, cost(usage.prompt_tokens, usage.completion_tokens))
+    assert_streamed_whole(stack, "hello #deepchunk")
 
 
 def test_a_broken_stream_ends_with_a_complete_body_and_an_openai_error_event(stack: Stack) -> None:

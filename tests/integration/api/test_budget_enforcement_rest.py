@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from creditgate.clock import iso
 from tests.e2e.api import conftest as e2e_api
 from tests.e2e.api.conftest import Server
@@ -45,29 +47,20 @@ def _available(server: Server, org_id: str) -> str:
     return available
 
 
-def test_a_hard_key_budget_refuses_a_rest_hold(server: Server) -> None:
+@pytest.mark.parametrize("kind", ["key", "project"])
+def test_a_hard_budget_of_the_key_or_its_project_refuses_a_rest_hold(server: Server, kind: str) -> None:
     org_id = server.new_org("acme", credits="1000")
-    _, key_id, secret = _project_key(server, org_id)
-    _set_budget(server, org_id, f"key:{key_id}", "1")
+    project_id, key_id, secret = _project_key(server, org_id)
+    subject = f"key:{key_id}" if kind == "key" else f"project:{project_id}"
+    _set_budget(server, org_id, subject, "1")
     with server.client(secret) as client:
         answer = client.post(f"{API}/orgs/{org_id}/holds", json={"credits": "500"})
     assert answer.status_code == 402, answer.text
     error = answer.json()["error"]
     assert error["code"] == "insufficient_credits"
-    assert error["limit_source"] == f"budget:key:{key_id}"
+    assert error["limit_source"] == f"budget:{subject}"
     assert _available(server, org_id) == "1000"
-    assert _budgets(server, org_id) == {f"key:{key_id}": ("0", "0")}
-
-
-def test_a_hard_project_budget_refuses_a_rest_hold_of_its_keys(server: Server) -> None:
-    org_id = server.new_org("acme", credits="1000")
-    project_id, _, secret = _project_key(server, org_id)
-    _set_budget(server, org_id, f"project:{project_id}", "1")
-    with server.client(secret) as client:
-        answer = client.post(f"{API}/orgs/{org_id}/holds", json={"credits": "500"})
-    assert answer.status_code == 402, answer.text
-    assert answer.json()["error"]["limit_source"] == f"budget:project:{project_id}"
-    assert _available(server, org_id) == "1000"
+    assert _budgets(server, org_id) == {subject: ("0", "0")}
 
 
 def test_posting_a_hold_spends_the_budgets_and_voiding_releases_them(server: Server) -> None:
